@@ -1,0 +1,70 @@
+"""Schema of a board file (``boards/*.yaml``) and a small validator that reports every problem with its path.
+
+Kept as data so that docs and error messages can show it; the validator knows dicts, lists and scalars.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# A field spec is (type, required) where type is a python type, a tuple of types, a nested dict spec,
+# or a list of allowed literal values.
+INT = (int,)
+NUM = (int, float)
+STR = (str,)
+OPT_STR = (str, type(None))
+
+MEM_REGION = {"base": (INT, True), "size": (INT, True)}
+
+SCHEMA: dict[str, tuple[Any, bool]] = {
+    "id": (STR, True),
+    "name": (STR, True),
+    "core": (["cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55",
+              "xtensa-lx7", "host"], True),
+    "fpu": (["none", "fpv4-sp-d16", "fpv5-sp-d16", "fpv5-d16", "auto"], True),
+    "dsp": ((bool,), True),
+    "clock_hz": (INT, True),
+    "memory": ({"flash": (MEM_REGION, True), "ram": (MEM_REGION, True)}, True),
+    "uart": ({"driver": (["cmsdk", "stm32", "pl011", "nrf51", "arduino"], True), "base": (INT, False),
+              "baud": (INT, True)}, True),
+    "timer": ({"driver": (["systick", "dwt", "micros"], True), "hz": (INT, True)}, True),
+    "platformio": ({"platform": (STR, True), "board": (STR, True), "framework": (OPT_STR, False),
+                    "upload_protocol": (OPT_STR, False), "monitor_speed": (INT, False)}, True),
+    "emulator": ({"qemu": ((dict, type(None)), False), "renode": ((dict, type(None)), False)}, False),
+    "power": ({"run_current_ma_per_mhz": (NUM, False), "run_current_ma": (NUM, False),
+               "voltage_v": (NUM, True), "source": (STR, True)}, True),
+}
+
+
+def validate(data: Any, spec: dict[str, tuple[Any, bool]] = SCHEMA, path: str = "") -> list[str]:
+    """Return a list of human-readable problems (empty when ``data`` matches ``spec``)."""
+    if not isinstance(data, dict):
+        return [f"{path or 'board'}: expected a mapping, got {type(data).__name__}"]
+    problems: list[str] = []
+    for key, (kind, required) in spec.items():
+        where = f"{path}.{key}" if path else key
+        if key not in data:
+            if required:
+                problems.append(f"{where}: missing (required)")
+            continue
+        value = data[key]
+        if isinstance(kind, dict):
+            problems += validate(value, kind, where)
+        elif isinstance(kind, list):
+            if value not in kind:
+                problems.append(f"{where}: {value!r} is not one of {', '.join(map(str, kind))}")
+        elif isinstance(value, bool) and bool not in kind:
+            problems.append(f"{where}: expected {'/'.join(t.__name__ for t in kind)}, got bool")
+        elif not isinstance(value, kind):
+            problems.append(f"{where}: expected {'/'.join(t.__name__ for t in kind)}, got {type(value).__name__}")
+    for key in data:
+        if key not in spec:
+            problems.append(f"{path + '.' if path else ''}{key}: unknown field")
+    if spec is SCHEMA and not problems:
+        power = data["power"]
+        if "run_current_ma" not in power and "run_current_ma_per_mhz" not in power:
+            problems.append("power: needs run_current_ma or run_current_ma_per_mhz")
+        for region in ("flash", "ram"):
+            if data["memory"][region]["size"] <= 0:
+                problems.append(f"memory.{region}.size: must be positive")
+    return problems

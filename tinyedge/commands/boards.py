@@ -1,0 +1,28 @@
+"""``tinyedge boards``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..boards import list_boards
+
+
+@click.command("boards")
+@click.option("--json", "as_json", is_flag=True, help="Print the boards as JSON.")
+def cmd(as_json: bool) -> None:
+    """List the boards tinyedge knows (project boards/, user folder, built-ins)."""
+    boards = list_boards()
+    if as_json:
+        click.echo(json.dumps([{**b.raw, "source": str(b.source)} for b in boards], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "core", "clock", "flash", "ram", "emulator", "name")
+    for b in boards:
+        emu = "qemu " + b.qemu["machine"] if b.qemu else "-"
+        table.add_row(b.id, b.core, f"{b.clock_hz / 1e6:g} MHz", f"{b.flash.size // 1024} KiB",
+                      f"{b.ram.size // 1024} KiB", emu, b.name)
+    Console().print(table)
