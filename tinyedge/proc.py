@@ -37,10 +37,12 @@ def run(
     capture: bool = True,
     what: str | None = None,
     hint: str = "run the command shown above by hand to see the full output",
-) -> subprocess.CompletedProcess[str]:
+    stdin_bytes: bytes | None = None,
+) -> subprocess.CompletedProcess:
     """Run ``cmd``, logging the exact command line; raise ToolError on failure when ``check``.
 
-    ``what`` names the step for the error message (e.g. "pio run").
+    ``what`` names the step for the error message (e.g. "pio run"). With ``stdin_bytes`` the
+    process runs in binary mode (stdout/stderr are bytes).
     """
     text = format_cmd(cmd)
     log.info("$ %s%s", text, f"   (in {cwd})" if cwd else "")
@@ -51,14 +53,18 @@ def run(
             env=dict(env) if env is not None else None,
             timeout=timeout,
             capture_output=capture,
-            text=True,
+            text=stdin_bytes is None,
+            input=stdin_bytes,
         )
     except FileNotFoundError as exc:
         raise ToolError(f"cannot start '{cmd[0]}': {exc.strerror}", "install it and make sure it is on PATH") from None
     except subprocess.TimeoutExpired:
         raise ToolError(f"{what or text} did not finish within {timeout:g} s", hint) from None
     if check and proc.returncode != 0:
-        tail = "\n".join(((proc.stdout or "") + (proc.stderr or "")).strip().splitlines()[-15:])
+        out = (proc.stdout or "") + (proc.stderr or "")
+        if isinstance(out, bytes):
+            out = out.decode(errors="replace")
+        tail = "\n".join(out.strip().splitlines()[-15:])
         raise ToolError(f"{what or text} failed with exit code {proc.returncode}: {text}\n{tail}", hint)
     return proc
 
