@@ -1,0 +1,412 @@
+"""The firmware command loop for real: main.c rendered from firmware_templates/main.c.j2, compiled for
+the host with a fake model and a TCP port, driven by DutClient over pyserial ``socket://``.
+
+The fake model's outputs are a deterministic function of the input (``fake_model`` below mirrors it),
+and its invoke clobbers the input buffer, as a memory planner that reuses the input tensor would.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from tinyedge.codegen.templates import render
+from tinyedge.errors import LinkError
+from tinyedge.link import DeviceError, DutClient, Transport
+from tinyedge.link import protocol as P
+from tinyedge.proc import run
+
+CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O1"]
+
+HOST_PORT_H = r"""
+#ifndef TE_PORT_H
+#define TE_PORT_H
+#include <stdint.h>
+#ifndef TE_BOARD_ID
+#define TE_BOARD_ID "host"
+#endif
+#ifndef TE_EMULATED
+#define TE_EMULATED 0
+#endif
+#define TE_CLOCK_HZ 25000000u
+void te_port_init(void);
+int te_port_getc(void);
+void te_port_putc(char c);
+void te_port_puts(const char *s);
+uint64_t te_timer_ticks(void);
+uint32_t te_timer_hz(void);
+const char *te_timer_source(void);
+void te_port_exit(int code);
+#endif
+"""
+
+# A TCP server on 127.0.0.1 (port printed on stdout), like QEMU's -serial tcp:...,server=on,wait=on.
+HOST_PORT_C = r"""
+#define _POSIX_C_SOURCE 200809L
+#include "te_port.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static int g_fd = -1;
+static char g_out[8192];
+static size_t g_len;
+
+static void flush_out(void) {
+    size_t off = 0;
+    while (off < g_len) {
+        ssize_t n = send(g_fd, g_out + off, g_len - off, 0);
+        if (n <= 0) exit(0);
+        off += (size_t)n;
+    }
+    g_len = 0;
+}
+
+void te_port_init(void) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    socklen_t al = sizeof a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 || listen(s, 1) != 0) exit(3);
+    getsockname(s, (struct sockaddr *)&a, &al);
+    printf("%d\n", ntohs(a.sin_port));
+    fflush(stdout);
+    g_fd = accept(s, NULL, NULL);
+    if (g_fd < 0) exit(4);
+    close(s);
+}
+
+int te_port_getc(void) {
+    unsigned char c;
+    flush_out();
+    if (recv(g_fd, &c, 1, 0) != 1) exit(0);
+    return c;
+}
+
+void te_port_putc(char c) {
+    if (g_len == sizeof g_out) flush_out();
+    g_out[g_len++] = c;
+}
+
+void te_port_puts(const char *s) { while (*s) te_port_putc(*s++); }
+
+uint64_t te_timer_ticks(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+uint32_t te_timer_hz(void) { return 1000000000u; }
+const char *te_timer_source(void) { return "clock_gettime"; }
+void te_port_exit(int code) { flush_out(); exit(code); }
+"""
+
+FAKE_MODEL_H = r"""
+#ifndef TE_MODEL_H
+#define TE_MODEL_H
+#include <stdint.h>
+#define TE_INPUT_BYTES {input_bytes}u
+#define TE_OUTPUT_COUNT {output_count}u
+#define TE_ARENA_BYTES 4096u
+#define TE_NUM_LAYERS 3u
+#define TE_MODEL_SHA256 "{sha}"
+#define TE_MODEL_NAME "fake"
+#define TE_MLPERF_MODEL_ID "kws01"
+#define TE_INPUT_SCALE 0.5f
+#define TE_INPUT_ZERO_POINT 0
+#define TE_OUTPUT_SCALE {out_scale}f
+#define TE_OUTPUT_ZERO_POINT {out_zp}
+int8_t *te_model_input(void);
+const int8_t *te_model_output(void);
+void te_model_invoke(void);
+void te_model_invoke_profiled(uint64_t (*now)(void), uint32_t *ticks_per_layer);
+extern const char *const te_layer_names[TE_NUM_LAYERS];
+#endif
+"""
+
+FAKE_MODEL_C = r"""
+#include "te_model.h"
+static int8_t g_in[TE_INPUT_BYTES];
+static int8_t g_out[TE_OUTPUT_COUNT];
+const char *const te_layer_names[TE_NUM_LAYERS] = {"conv_2d", "weird*na,me", "softmax"};
+int8_t *te_model_input(void) { return g_in; }
+const int8_t *te_model_output(void) { return g_out; }
+void te_model_invoke(void) {
+    for (unsigned j = 0; j < TE_OUTPUT_COUNT; j++) {
+        int32_t acc = (int32_t)j * 17;
+        for (unsigned i = 0; i < TE_INPUT_BYTES; i++) acc += g_in[i] * (int32_t)((i + j) % 5u + 1u);
+        acc >>= 4;
+        g_out[j] = (int8_t)(acc > 127 ? 127 : acc < -128 ? -128 : acc);
+    }
+    for (unsigned i = 0; i < TE_INPUT_BYTES; i++) g_in[i] = 0x55; /* the planner reused it */
+}
+void te_model_invoke_profiled(uint64_t (*now)(void), uint32_t *ticks) {
+    uint64_t t0 = now();
+    te_model_invoke();
+    uint64_t t1 = now();
+    ticks[0] = (uint32_t)(t1 - t0);
+    ticks[1] = 7u;
+    ticks[2] = (uint32_t)(now() - t1);
+}
+"""
+
+
+def fake_outputs(x: np.ndarray, output_count: int) -> np.ndarray:
+    """Python mirror of the fake model: rows of int8 inputs -> rows of int8 outputs."""
+    x = np.asarray(x, dtype=np.int32).reshape(len(x), -1)
+    n = x.shape[1]
+    outs = np.zeros((len(x), output_count), dtype=np.int8)
+    i = np.arange(n)
+    for j in range(output_count):
+        w = (i + j) % 5 + 1
+        acc = (j * 17 + x @ w) >> 4
+        outs[:, j] = np.clip(acc, -128, 127)
+    return outs
+
+
+def build_host_dut(
+    workdir: Path,
+    *,
+    input_bytes: int = 40,
+    output_count: int = 4,
+    sha: str = "ab" * 32,
+    out_scale: float = 0.00390625,
+    out_zp: int = -128,
+    board: str = "host",
+    emulated: int = 0,
+) -> Path:
+    """Render main.c and compile it with the host port and the fake model; return the executable."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("host gcc not available")
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "main.c").write_text(render("main.c.j2", version="9.9.9-test"))
+    (workdir / "te_port.h").write_text(HOST_PORT_H)
+    (workdir / "te_port.c").write_text(HOST_PORT_C)
+    (workdir / "te_model.h").write_text(FAKE_MODEL_H.format(
+        input_bytes=input_bytes, output_count=output_count, sha=sha, out_scale=repr(out_scale), out_zp=out_zp))
+    (workdir / "te_model.c").write_text(FAKE_MODEL_C)
+    exe = workdir / "dut"
+    run([gcc, *CFLAGS, "-DTE_HOST", f'-DTE_BOARD_ID="{board}"', f"-DTE_EMULATED={emulated}", "-I", workdir,
+         workdir / "main.c", workdir / "te_port.c", workdir / "te_model.c", "-o", exe], what="host build of main.c")
+    return exe
+
+
+@contextmanager
+def host_dut(exe: Path) -> Iterator[str]:
+    """Start the host DUT; yield its ``socket://`` URL; stop it afterwards."""
+    proc = subprocess.Popen([str(exe)], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        yield f"socket://127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def dut_exe(tmp_path_factory) -> Path:
+    return build_host_dut(tmp_path_factory.mktemp("hostdut"))
+
+
+@pytest.fixture()
+def dut(dut_exe, tmp_path) -> Iterator[DutClient]:
+    with host_dut(dut_exe) as url:
+        transport = Transport(url, raw_log=tmp_path / "raw.log", connect_timeout=5)
+        client = DutClient(transport)
+        client.raw_log_path = tmp_path / "raw.log"  # type: ignore[attr-defined]
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+def texts(lines):
+    return [ln.text for ln in lines]
+
+
+def test_boot_banner(dut):
+    assert dut.wait_ready(5) == ["m-timestamp-mode-performance", "m-init-done"]
+
+
+def test_mlperf_basic_commands(dut):
+    dut.wait_ready(5)
+    assert dut.name() == "dut-[tinyedge]"
+    assert dut.mlperf_profile() == {"profile": "ULPMark for tinyML Firmware V0.0.1", "model": "kws01"}
+    t0 = dut.timestamp()
+    time.sleep(0.01)
+    assert dut.timestamp() > t0
+    help_lines = texts(dut.command("help"))
+    assert help_lines[0] == "ULPMark for tinyML Firmware V0.0.1"
+    assert any(t.startswith("te-stream") for t in help_lines)
+    assert texts(dut.command("frobnicate 3", check=False)) == ["e-[Unknown command: frobnicate]"]
+    with pytest.raises(DeviceError, match="Unknown command: frobnicate"):
+        dut.command("frobnicate")
+    assert dut.command("") == []  # empty command: only m-ready
+
+
+def test_db_commands_and_errors(dut):
+    dut.wait_ready(5)
+    c = lambda s: texts(dut.command(s, check=False))  # noqa: E731
+    assert c("db") == ["e-[Command 'db' requires a subcommand]"]
+    assert c("db load") == ["e-[Command 'db load' requires the # of bytes]"]
+    assert c("db load 0") == ["e-[Command 'db load' must be >0 bytes]"]
+    assert c("db load 41") == ["e-[Supplied buffer size 41 exceeds maximum of 40]"]
+    assert c("db 00") == ["e-[No bytes expected: send 'db load N' first]"]
+    assert c("db load 10") == ["m-[Expecting 10 bytes]"]
+    assert c("db 0a0") == ["e-[Insufficent number of hex digits]"]
+    assert c("db 01zz") == ["e-[Invalid hex digit 'zz']"]
+    assert c("db 00010203") == []
+    assert c("db 0405060708090A0B0C") == ["m-load-done"]  # extra digits are disregarded
+    assert c("db print") == ["m-buffer-00-01-02-03-04-05-06-07", "m-buffer-08-09"]
+    with pytest.raises(LinkError, match="81 characters"):  # the client refuses to send it ...
+        dut.command("x" * 81)
+    dut.transport.write(b"x" * 81 + b"%")  # ... and the firmware refuses it too
+    assert dut._next_line(5).text == "e-[Command too long: at most 80 characters before '%']"
+    assert dut._next_line(5).kind == P.READY
+    # \r and \n between characters are not part of a command
+    dut.transport.write(b"na\r\nme%")
+    assert dut._next_line(5).text == "m-name-dut-[tinyedge]"
+    assert dut._next_line(5).kind == P.READY
+
+
+def test_infer_and_results_match_fake_model(dut):
+    dut.wait_ready(5)
+    rng = np.random.default_rng(0)
+    x = rng.integers(-128, 128, size=40, dtype=np.int8)
+    dut.load_input(x.tobytes())
+    r = dut.infer(3, 2)
+    assert r.lines[:3] == ["m-warmup-start-2", "m-warmup-done", "m-infer-start-3"]
+    assert r.lines[-2] == "m-infer-done"
+    assert r.laps_us[1] >= r.laps_us[0]
+    want = fake_outputs(x[None], 4)[0]
+    deq = (want.astype(np.float64) + 128) * 0.00390625
+    assert np.allclose(r.results, deq, atol=0.0015)
+    assert all(re.fullmatch(r"-?\d+\.\d{3}", v) for v in r.lines[-1][len("m-results-["):-1].split(","))
+    assert dut.results() == r.results
+    te = dut.te_results()
+    assert te.out.dtype == np.int8 and np.array_equal(te.out, want)  # input reloaded every inference
+    assert te.ticks > 0
+    # defaults of the reference: N=1, W=10
+    assert texts(dut.command("infer"))[:3] == ["m-warmup-start-10", "m-warmup-done", "m-infer-start-1"]
+    assert texts(dut.command("infer 0", check=False)) == ["e-[Inference iterations must be >0]"]
+    assert texts(dut.command("infer 1 -1", check=False)) == ["e-[Inference warmup must be >=0]"]
+
+
+def test_te_results_before_inference_is_an_error(dut):
+    dut.wait_ready(5)
+    with pytest.raises(DeviceError, match="No inference has run yet"):
+        dut.te_results()
+
+
+def test_te_info(dut):
+    dut.wait_ready(5)
+    info = dut.info()
+    assert info == {
+        "board": "host", "clock_hz": 25000000, "timer": "clock_gettime", "timer_hz": 1000000000,
+        "emulated": False, "arena_bytes": 4096, "input_bytes": 40, "output_count": 4, "layers": 3,
+        "flash_bytes": 0, "ram_bytes": 0, "model": "fake", "mlperf_model": "kws01",
+        "model_sha256": "ab" * 32, "version": "9.9.9-test",
+    }
+    raw = dut.raw_log_path.read_bytes()
+    line = next(ln for ln in raw.split(b"\r\n") if ln.startswith(b"te-info-"))
+    payload, crc = line.rsplit(b"*", 1)
+    assert int(crc, 16) == P.crc16_ccitt_false(payload) and crc == crc.upper()
+
+
+def test_te_profile_and_stream(dut):
+    dut.wait_ready(5)
+    x = np.arange(40, dtype=np.int8)
+    dut.load_input(x.tobytes())
+    prof = dut.profile()
+    assert [la["name"] for la in prof["layers"]] == ["conv_2d", "weird_na_me", "softmax"]
+    assert prof["layers"][1]["ticks"] == 7
+    assert prof["total_ticks"] >= prof["layers"][0]["ticks"]
+    rows = dut.stream(5)
+    want = fake_outputs(x[None], 4)[0]
+    assert [r["seq"] for r in rows] == [0, 1, 2, 3, 4]
+    assert all(r["top"] == int(np.argmax(want)) and r["score"] == int(want.max()) for r in rows)
+    assert texts(dut.command("te-stream", check=False)) == ["e-[te-stream needs a count >0, e.g. 'te-stream 10']"]
+
+
+def test_parser_counts_no_garbage_on_a_clean_link(dut):
+    dut.wait_ready(5)
+    dut.load_input(bytes(40))
+    dut.infer(1, 0)
+    dut.te_results()
+    dut.info()
+    assert dut.parser.stats.corrupt == 0 and dut.parser.stats.truncated == 0
+
+
+def test_no_answer_names_the_url(tmp_path):
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    conns = []
+    threading.Thread(target=lambda: conns.append(srv.accept()), daemon=True).start()
+    client = DutClient(Transport(f"socket://127.0.0.1:{port}"))
+    try:
+        with pytest.raises(Exception) as exc:
+            client.command("name", timeout=0.5)
+        assert f"device at socket://127.0.0.1:{port} did not answer `name%` within 0.5 s" in str(exc.value)
+        assert "nothing else holds the port" in str(exc.value)
+    finally:
+        client.close()
+        srv.close()
+
+
+ARM_PORT_H = r"""
+#ifndef TE_PORT_H
+#define TE_PORT_H
+#include <stdint.h>
+#define TE_BOARD_ID "qemu-mps2-an386"
+#define TE_CLOCK_HZ 25000000u
+#define TE_EMULATED 1
+void te_port_init(void);
+int te_port_getc(void);
+void te_port_putc(char c);
+void te_port_puts(const char *s);
+uint64_t te_timer_ticks(void);
+uint32_t te_timer_hz(void);
+const char *te_timer_source(void);
+void te_port_exit(int code);
+#endif
+"""
+
+
+def test_main_compiles_for_cortex_m4_without_libc_printf(tmp_path):
+    gcc = shutil.which("arm-none-eabi-gcc")
+    if gcc is None:
+        pytest.skip("arm-none-eabi-gcc not available")
+    (tmp_path / "main.c").write_text(render("main.c.j2", version="0.1.0"))
+    (tmp_path / "te_port.h").write_text(ARM_PORT_H)
+    (tmp_path / "te_model.h").write_text(FAKE_MODEL_H.format(
+        input_bytes=490, output_count=12, sha="cd" * 32, out_scale="0.00390625", out_zp=-128))
+    obj = tmp_path / "main.o"
+    run([gcc, "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", *CFLAGS, "-Os",
+         "-ffunction-sections", "-I", tmp_path, "-c", tmp_path / "main.c", "-o", obj], what="arm build of main.c")
+    nm = run([shutil.which("arm-none-eabi-nm") or "arm-none-eabi-nm", "-u", obj], what="nm").stdout
+    undefined = {ln.split()[-1] for ln in nm.splitlines() if ln.strip()}
+    # Only the two C contracts, the linker symbols, libgcc helpers and the mem/str builtins GCC may
+    # emit for loops: no printf, no libm.
+    allowed = re.compile(r"(te_\w+|__te_(flash|ram)_(start|end)|__aeabi_\w+|mem(cpy|set|move)|strlen)$")
+    assert all(allowed.match(s) for s in undefined), undefined

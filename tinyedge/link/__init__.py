@@ -1,0 +1,23 @@
+"""Talking to a device: byte transport (:mod:`.transport`), line parser (:mod:`.protocol`), DUT client (:mod:`.dut`)."""
+
+from __future__ import annotations
+
+from .dut import DeviceError, DutClient, InferResult, TeResults
+from .protocol import LineParser, ProtocolError, crc16_ccitt_false
+from .transport import Transport
+
+__all__ = ["DeviceError", "DutClient", "InferResult", "LineParser", "ProtocolError", "TeResults", "Transport",
+           "crc16_ccitt_false", "connect"]
+
+
+def connect(url: str, *, baud: int | None = None, raw_log=None, connect_timeout: float = 5.0,
+            ready_timeout: float = 10.0) -> DutClient:
+    """Open ``url`` and wait until the device is ready; the caller closes the client."""
+    transport = Transport(url, baud=baud, raw_log=raw_log, connect_timeout=connect_timeout)
+    client = DutClient(transport)
+    try:
+        client.wait_ready(ready_timeout)
+    except BaseException:
+        transport.close()
+        raise
+    return client
