@@ -29,9 +29,11 @@ def _load_train_script():
 
 
 @pytest.fixture(scope="module")
-def digits(request) -> dict[str, Path]:
+def digits(request, tmp_path_factory) -> dict[str, Path]:
     """The trained digits example, cached in .pytest_cache keyed on the training script."""
-    return _load_train_script().cached_train(request.config.cache.mkdir("tinyedge-digits"))
+    cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
+    root = cache.mkdir("tinyedge-digits") if cache is not None else tmp_path_factory.mktemp("digits")
+    return _load_train_script().cached_train(root)
 
 
 @pytest.fixture(scope="module")
