@@ -1,0 +1,24 @@
+"""Build and flash firmware projects offline with PlatformIO and tinyedge's own development platform.
+
+* :func:`provision` creates PlatformIO's ``tool-scons`` core package from the pip-installed SCons.
+* :func:`project_files` renders the board files of a project (platformio.ini, board manifest,
+  linker script, startup code and the board port).
+* :func:`build_project` runs ``pio run``; :func:`flash_project` runs ``pio run -t upload``.
+"""
+
+from __future__ import annotations
+
+from .pio import BuildResult, build_project, flash_project, project_env
+from .project import PLATFORM_DIR, project_files
+from .provision import pio_env, provision
+
+__all__ = [
+    "BuildResult",
+    "PLATFORM_DIR",
+    "build_project",
+    "flash_project",
+    "pio_env",
+    "project_env",
+    "project_files",
+    "provision",
+]

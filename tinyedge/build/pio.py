@@ -1,0 +1,196 @@
+"""``pio run`` (build) and ``pio run -t upload`` (flash) of a generated project, with clear errors."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import proc
+from ..errors import FitError, TinyedgeError, ToolError
+from .provision import pio_env, provision
+
+GCC_HINT = "sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi (or put an Arm GNU toolchain on PATH)"
+BUILD_TIMEOUT_S = 900.0
+
+# Lines of `pio run` output that explain a failed build (compiler and linker diagnostics).
+_ERROR_LINE = re.compile(
+    r"(: (fatal )?error: |: undefined reference to |region `\w+' overflowed|will not fit in region|"
+    r"tinyedge: |^Error: |\*\*\* \[)"
+)
+_CONTEXT_LINE = re.compile(r"(: note: |: warning: |^\s*\d*\s*\|)")
+_FIT_LINE = re.compile(r"(region `\w+' overflowed|will not fit in region|tinyedge: static RAM)")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """A built firmware and its size from ``arm-none-eabi-size`` (bytes)."""
+
+    elf: Path
+    text: int
+    data: int
+    bss: int
+
+    @property
+    def flash_bytes(self) -> int:
+        """What the board stores: code and constants (text) plus the initial values of .data."""
+        return self.text + self.data
+
+    @property
+    def ram_bytes(self) -> int:
+        """Static RAM: .data + .bss (the stack comes on top)."""
+        return self.data + self.bss
+
+
+def pio_command(*args: str) -> list[str]:
+    """``pio`` as this interpreter's platformio module, so the pip-installed version is the one that runs."""
+    return [sys.executable, "-m", "platformio", *args]
+
+
+def _require_project(project_dir: Path) -> Path:
+    project_dir = Path(project_dir)
+    if not (project_dir / "platformio.ini").is_file():
+        raise TinyedgeError(
+            f"{project_dir} is not a firmware project (no platformio.ini)",
+            "generate one with `tinyedge generate` or pass the folder that contains platformio.ini",
+        )
+    return project_dir.resolve()
+
+
+def project_env(project_dir: Path) -> str:
+    """The PlatformIO environment of a project: ``default_envs`` or its only ``[env:...]``."""
+    ini = configparser.ConfigParser(interpolation=None)
+    try:
+        ini.read(Path(project_dir) / "platformio.ini")
+    except configparser.Error as exc:
+        raise TinyedgeError(f"{project_dir}/platformio.ini cannot be parsed: {exc}", "regenerate the project") from None
+    envs = [s[4:] for s in ini.sections() if s.startswith("env:")]
+    default = ini.get("platformio", "default_envs", fallback="").replace(",", " ").split()
+    if default:
+        return default[0]
+    if len(envs) == 1:
+        return envs[0]
+    raise TinyedgeError(
+        f"{project_dir}/platformio.ini has {len(envs)} environments and no default_envs",
+        "set default_envs in its [platformio] section",
+    )
+
+
+def _explain(output: str, limit: int = 25) -> str:
+    lines = output.splitlines()
+    picked = [ln for ln in lines if _ERROR_LINE.search(ln) or _CONTEXT_LINE.search(ln)]
+    if not picked:
+        picked = [ln for ln in lines if ln.strip()][-15:]
+    return "\n".join(picked[:limit])
+
+
+def build_project(project_dir: Path | str, *, core_dir: Path | None = None) -> BuildResult:
+    """Build ``project_dir`` with ``pio run`` offline and return the firmware ELF and its sizes.
+
+    A compile or link error becomes a ToolError showing the compiler's error lines; a firmware that
+    overflows the board's flash or RAM becomes a FitError.
+    """
+    project = _require_project(Path(project_dir))
+    proc.which("arm-none-eabi-gcc", GCC_HINT)
+    core = provision(core_dir)
+    env_name = project_env(project)
+    result = proc.run(
+        pio_command("run", "-d", str(project)), env=pio_env(core), timeout=BUILD_TIMEOUT_S, check=False, what="pio run"
+    )
+    if result.returncode != 0:
+        output = (result.stdout or "") + "\n" + (result.stderr or "")
+        details = _explain(output)
+        if _FIT_LINE.search(output):
+            raise FitError(
+                f"the firmware of {project} does not fit the board:\n{details}",
+                "use a smaller model or a board with more memory (tinyedge inspect shows the memory plan)",
+            )
+        raise ToolError(
+            f"pio run failed for {project}:\n{details}",
+            f"fix the error above, or run `pio run -v -d {project}` to see every command",
+        )
+    elf = project / ".pio" / "build" / env_name / "firmware.elf"
+    if not elf.is_file():
+        raise ToolError(f"pio run succeeded but {elf} is missing", f"check the environment name in {project}/platformio.ini")
+    return _size(elf)
+
+
+def _size(elf: Path) -> BuildResult:
+    tool = proc.which("arm-none-eabi-size", GCC_HINT)
+    out = proc.run([tool, "-B", "-d", str(elf)], what="arm-none-eabi-size").stdout
+    # Berkeley format: "text data bss dec hex filename" then one row of numbers.
+    rows = [ln.split() for ln in out.strip().splitlines()[1:]]
+    if not rows or len(rows[0]) < 3 or not all(c.isdigit() for c in rows[0][:3]):
+        raise ToolError(f"cannot read the size of {elf} from: {out.strip()!r}", "check the arm-none-eabi binutils install")
+    text, data, bss = (int(c) for c in rows[0][:3])
+    return BuildResult(elf=elf, text=text, data=data, bss=bss)
+
+
+# Uploader failures users can fix, recognised in the uploader's output: (pattern, problem, what to try).
+_UPLOAD_FAILURES: list[tuple[re.Pattern[str], str, str]] = [
+    (
+        re.compile(r"Permission denied|LIBUSB_ERROR_ACCESS|\[Errno 13\]|insufficient permissions", re.I),
+        "permission denied on the board's port",
+        "add yourself to the dialout group (sudo usermod -aG dialout $USER, then log in again) or install "
+        "PlatformIO's udev rules (https://docs.platformio.org/en/latest/core/installation/udev-rules.html)",
+    ),
+    (
+        re.compile(r"Device or resource busy|Resource busy|\[Errno 16\]|LIBUSB_ERROR_BUSY|could not exclusively lock", re.I),
+        "the board's port is busy",
+        "close whatever holds it (a serial monitor, another tinyedge or pio process) and flash again",
+    ),
+    (
+        re.compile(
+            r"No device found|no device|could not open port|No such file or directory: '/dev/|Please specify `upload_port`|"
+            r"Unable to find|not found.*(device|probe|st-?link)|Couldn't find|No (DFU|ST-?Link|J-?Link|probe)|"
+            r"open failed|LIBUSB_ERROR_NOT_FOUND|No serial data received",
+            re.I,
+        ),
+        "no board found to upload to",
+        "connect the board (check the USB cable carries data), then pass the port with --upload-port "
+        "(`pio device list` shows the candidates)",
+    ),
+]
+
+
+def flash_project(project_dir: Path | str, upload_port: str | None = None, core_dir: Path | None = None) -> None:
+    """Upload a project's firmware with ``pio run -t upload`` (building it first when needed).
+
+    For an emulated board this starts QEMU through ``tinyedge emulate`` and returns when the firmware
+    exits; ``upload_port`` is then the TCP port of the UART. Common uploader failures (no device,
+    permission denied, port busy) become one TinyedgeError that says what to try.
+    """
+    project = _require_project(Path(project_dir))
+    proc.which("arm-none-eabi-gcc", GCC_HINT)
+    core = provision(core_dir)
+    cmd = pio_command("run", "-d", str(project), "-t", "upload")
+    if upload_port:
+        cmd += ["--upload-port", str(upload_port)]
+    emulated = _is_emulated(project)
+    # An emulated "upload" runs until the firmware exits and prints where its UART is: stream its output.
+    result = proc.run(cmd, env=pio_env(core), check=False, capture=not emulated, what="pio run -t upload",
+                      timeout=None if emulated else BUILD_TIMEOUT_S)
+    if result.returncode == 0:
+        return
+    output = (result.stdout or "") + "\n" + (result.stderr or "")
+    for pattern, problem, hint in _UPLOAD_FAILURES:
+        match = pattern.search(output)
+        if match:
+            line = next((ln.strip() for ln in output.splitlines() if pattern.search(ln)), match.group(0))
+            raise TinyedgeError(f"upload of {project} failed: {problem} ({line})", hint)
+    details = _explain(output) if output.strip() else f"exit code {result.returncode}"
+    raise ToolError(
+        f"pio run -t upload failed for {project}:\n{details}",
+        f"run `pio run -v -t upload -d {project}` to see the uploader's full output",
+    )
+
+
+def _is_emulated(project: Path) -> bool:
+    try:
+        board = json.loads((project / "boards" / f"{project_env(project)}.json").read_text())
+        return bool(board.get("build", {}).get("tinyedge_emulated"))
+    except (OSError, ValueError):
+        return False

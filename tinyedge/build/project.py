@@ -1,0 +1,86 @@
+"""The board-specific files of a firmware project: platformio.ini, board manifest, linker script, startup and port."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..boards import Board
+from ..codegen.templates import render
+from ..errors import BoardError
+
+#: The offline PlatformIO platform shipped inside this package (``platform = <this path>``).
+PLATFORM_DIR = Path(__file__).resolve().parent / "platform"
+
+#: UART drivers the bare-metal port implements (``board.uart.driver``), with their default base address.
+PORT_DRIVERS: dict[str, int | None] = {"cmsdk": 0x40004000, "stm32": None, "pl011": 0x4000C000, "nrf51": 0x40002000}
+
+CORTEX_M = ("cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
+ARMV6M = ("cortex-m0", "cortex-m0plus")
+
+#: Smallest stack the linker script leaves between the end of .bss and the top of RAM.
+MIN_STACK_BYTES = 4096
+
+# template name -> path it produces (relative to the project); "{id}" is the board id.
+_FILES = {
+    "platformio.ini.j2": "platformio.ini",
+    "board.json.j2": "boards/{id}.json",
+    "linker.ld.j2": "linker.ld",
+    "startup.c.j2": "src/startup.c",
+    "te_port.h.j2": "src/te_port.h",
+    "te_port.c.j2": "src/te_port.c",
+}
+
+
+def _nrf51_baudrate(baud: int) -> int:
+    # BAUDRATE register = baud * 2^32 / 16 MHz, with the low 12 bits cleared (as Nordic's table).
+    return ((baud << 32) // 16_000_000 + 0x800) & ~0xFFF
+
+
+def port_context(board: Board, *, project_name: str) -> dict[str, Any]:
+    """Template variables for the board files; BoardError when the port cannot support the board."""
+    if board.core not in CORTEX_M:
+        raise BoardError(
+            f"board '{board.id}' has core {board.core}, but tinyedge's bare-metal port only supports Cortex-M",
+            "pick a Cortex-M board (tinyedge boards)",
+        )
+    driver = board.uart["driver"]
+    if driver not in PORT_DRIVERS:
+        raise BoardError(
+            f"board '{board.id}' uses UART driver '{driver}', which tinyedge's bare-metal port does not implement",
+            f"use one of {', '.join(PORT_DRIVERS)} in the board file's uart.driver",
+        )
+    base = board.uart.get("base", PORT_DRIVERS[driver])
+    if base is None:
+        raise BoardError(f"board '{board.id}' has no uart.base", f"add the {driver} UART's base address to the board file")
+    timer_hz = int(board.timer["hz"])
+    return {
+        "board": board,
+        "project_name": project_name,
+        "platform_dir": PLATFORM_DIR.as_posix(),
+        "emulated": board.qemu is not None,
+        "upload_protocol": board.platformio.get("upload_protocol") or "custom",
+        "mcu": board.platformio.get("board") or board.id,
+        "fpu": board.fpu,
+        "has_fpu": board.fpu != "none",
+        "armv6m": board.core in ARMV6M,
+        "has_dwt": board.core not in ARMV6M,
+        "uart": driver,
+        "uart_base": base,
+        "nrf_baudrate": _nrf51_baudrate(int(board.uart["baud"])),
+        # SysTick counts the CPU clock unless the board says its timer runs at another rate.
+        "systick_cpu_clock": timer_hz == board.clock_hz or board.timer["driver"] != "systick",
+        "systick_hz": timer_hz if board.timer["driver"] == "systick" else board.clock_hz,
+        "min_stack_bytes": MIN_STACK_BYTES,
+    }
+
+
+def project_files(board: Board, *, project_name: str) -> dict[str, str]:
+    """Relative path -> content of the board files of a project for ``board``.
+
+    ``platformio.ini``, ``boards/<id>.json``, ``linker.ld``, ``src/startup.c``, ``src/te_port.h`` and
+    ``src/te_port.c``, each rendered from the template of the same name in ``firmware_templates/``.
+    The code generator adds ``src/main.c`` and the model files.
+    """
+    context = port_context(board, project_name=project_name)
+    return {path.format(id=board.id): render(template, **context) for template, path in _FILES.items()}

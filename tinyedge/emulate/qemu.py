@@ -1,0 +1,223 @@
+"""The QEMU launcher."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, Any, Callable
+
+from .. import proc
+from ..boards import Board, get_board
+from ..errors import BoardError, LinkError, TinyedgeError, ToolError
+
+QEMU_BIN = "qemu-system-arm"
+QEMU_HINT = "sudo apt-get install qemu-system-arm (QEMU 7.2 or newer)"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _machine(board: Board) -> str:
+    qemu = board.qemu
+    if not qemu or not qemu.get("machine"):
+        raise BoardError(
+            f"board '{board.id}' cannot be emulated by QEMU (no emulator.qemu.machine in {board.source})",
+            "flash it to the real board with `tinyedge flash`, or pick a board with a QEMU machine (tinyedge boards)",
+        )
+    return str(qemu["machine"])
+
+
+def qemu_command(board: Board, elf: Path | str, serial_port: int, *, icount: int = 0) -> list[str]:
+    """The QEMU command line that runs ``elf`` on ``board`` with UART0 as a TCP server on ``serial_port``.
+
+    ``wait=on`` holds the guest until the host connects, so the boot banner is never lost;
+    ``-display none -monitor none`` rather than ``-nographic``, which would eat 0x01 bytes as the
+    monitor escape. ``sleep=off`` keeps virtual time independent of the host when the guest idles.
+    """
+    return [
+        QEMU_BIN,
+        "-machine", _machine(board),
+        "-display", "none",
+        "-monitor", "none",
+        "-icount", f"shift={icount},align=off,sleep=off",
+        "-semihosting-config", "enable=on,target=native",
+        "-serial", f"tcp:127.0.0.1:{serial_port},server=on,wait=on",
+        "-kernel", str(elf),
+    ]
+
+
+class QemuSession:
+    """QEMU running one firmware ELF; a context manager that always stops QEMU on exit.
+
+    >>> with QemuSession(board, elf) as qemu:
+    ...     link = qemu.open_serial(timeout=10)
+    ...     link.write(b"...")
+    ...     code = qemu.wait(timeout=30)
+    """
+
+    def __init__(self, board: Board, elf: Path | str, *, serial_port: int | None = None, icount: int = 0,
+                 stdout: IO[Any] | int | None = subprocess.DEVNULL) -> None:
+        self.board = board
+        self.elf = Path(elf)
+        self.port = serial_port or free_port()
+        self.icount = icount
+        self._stdout = stdout
+        self._proc: subprocess.Popen | None = None
+        self._stderr: IO[bytes] | None = None
+        self._serial: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> "QemuSession":
+        """Start QEMU (it holds the guest until :meth:`open_serial` connects)."""
+        if self._proc is not None:
+            return self
+        if not self.elf.is_file():
+            raise ToolError(f"firmware {self.elf} does not exist", "build it first with `tinyedge build`")
+        with open(self.elf, "rb") as f:
+            if f.read(4) != b"\x7fELF":
+                raise ToolError(f"{self.elf} is not an ELF file", "pass the firmware.elf that `tinyedge build` made")
+        cmd = qemu_command(self.board, self.elf, self.port, icount=self.icount)
+        proc.which(QEMU_BIN, QEMU_HINT)
+        # stderr goes to a file, not a pipe: nobody reads it while QEMU runs, and a full pipe would stall it.
+        self._stderr = tempfile.TemporaryFile()
+        self._proc = proc.popen(cmd, stdin=subprocess.DEVNULL, stdout=self._stdout, stderr=self._stderr)
+        return self
+
+    def __enter__(self) -> "QemuSession":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """pyserial URL of the firmware's UART."""
+        return f"socket://127.0.0.1:{self.port}"
+
+    @property
+    def returncode(self) -> int | None:
+        """QEMU's exit status (the firmware's exit code), None while it runs."""
+        return None if self._proc is None else self._proc.poll()
+
+    def stderr_text(self) -> str:
+        """What QEMU wrote to stderr so far, without its "info:" lines (e.g. "waiting for connection")."""
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        lines = self._stderr.read().decode(errors="replace").splitlines()
+        return "\n".join(ln for ln in lines if ": info: " not in ln).strip()
+
+    def _died(self, when: str) -> TinyedgeError:
+        err = self.stderr_text()
+        if "Address already in use" in err or "Failed to bind" in err:
+            return LinkError(f"QEMU cannot listen on TCP port {self.port}: {err}", "pick another --serial-port or leave it out")
+        return ToolError(
+            f"QEMU exited with code {self.returncode}" + (f" {when}" if when else "") + (f": {err}" if err else ""),
+            f"run it by hand: {proc.format_cmd(qemu_command(self.board, self.elf, self.port, icount=self.icount))}",
+        )
+
+    def open_serial(self, timeout: float = 10.0, **serial_kwargs: Any) -> Any:
+        """Connect to the UART, retrying until QEMU listens; returns a pyserial object (closed by :meth:`stop`).
+
+        ``serial_kwargs`` go to ``serial.serial_for_url`` (default read timeout 1 s).
+        """
+        import serial  # noqa: PLC0415  (pyserial is only needed here)
+
+        if self._proc is None:
+            self.start()
+        assert self._proc is not None
+        serial_kwargs.setdefault("timeout", 1.0)
+        serial_kwargs.setdefault("baudrate", int(self.board.uart["baud"]))
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc.poll() is not None:
+                raise self._died("before the UART connected")
+            try:
+                self._serial = serial.serial_for_url(self.url, **serial_kwargs)
+                return self._serial
+            except (serial.SerialException, OSError) as exc:
+                if time.monotonic() > deadline:
+                    raise LinkError(
+                        f"cannot connect to QEMU's UART at {self.url} within {timeout:g} s: {exc}",
+                        "check that nothing else uses the port and that QEMU starts (tinyedge -v shows its command)",
+                    ) from None
+                time.sleep(0.05)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the firmware to exit and return its exit code; LinkError after ``timeout`` seconds."""
+        if self._proc is None:
+            raise ToolError("QEMU was not started", "call start() or use the session as a context manager")
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise LinkError(
+                f"the firmware in QEMU did not exit within {timeout:g} s",
+                "check that it reaches te_port_exit(), or give it longer",
+            ) from None
+
+    def stop(self) -> None:
+        """Close the UART and kill QEMU if it still runs."""
+        if self._serial is not None:
+            try:
+                self._serial.close()
+            finally:
+                self._serial = None
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+
+def _project_board(project: Path) -> Board:
+    from ..build.pio import project_env  # noqa: PLC0415  (avoid importing the build package eagerly)
+
+    manifest = project / "tinyedge.json"
+    if manifest.is_file():
+        try:
+            board_id = json.loads(manifest.read_text())["board"]
+        except (ValueError, KeyError, TypeError):
+            raise TinyedgeError(f"{manifest} has no board id", "regenerate the project with `tinyedge generate`") from None
+    else:
+        board_id = project_env(project)
+    return get_board(str(board_id))
+
+
+def emulate_project(project_dir: Path | str, serial_port: int | None = None, *,
+                    echo: Callable[[str], None] = lambda msg: print(msg, flush=True)) -> int:
+    """Run a built project's firmware in QEMU until it exits; return its exit code.
+
+    The board comes from ``PROJECT/tinyedge.json`` (key ``board``) or the environment in
+    platformio.ini. ``echo`` is told where the UART is; the firmware starts once a client connects.
+    """
+    from ..build.pio import project_env  # noqa: PLC0415
+
+    project = Path(project_dir).resolve()
+    if not (project / "platformio.ini").is_file():
+        raise TinyedgeError(f"{project} is not a firmware project (no platformio.ini)",
+                            "pass the folder `tinyedge generate` created")
+    board = _project_board(project)
+    elf = project / ".pio" / "build" / project_env(project) / "firmware.elf"
+    if not elf.is_file():
+        raise ToolError(f"{elf} does not exist", f"build it first with `tinyedge build {project}`")
+    session = QemuSession(board, elf, serial_port=serial_port, stdout=None)
+    with session:
+        echo(f"QEMU {_machine(board)} runs {elf.name} of {project.name}; its UART is on {session.url} "
+             f"(port {session.port}). The firmware starts when a client connects, e.g. "
+             f"`python -m serial.tools.miniterm {session.url}`.")
+        code = session.wait()
+        err = session.stderr_text()
+        if code != 0 and "qemu-system-arm:" in err:
+            raise session._died("while running the firmware")  # noqa: SLF001  (QEMU itself failed, not the firmware)
+        echo(f"firmware exited with code {code}")
+        return code
