@@ -19,7 +19,7 @@ import serial
 from click.testing import CliRunner
 
 from tinyedge import proc
-from tinyedge.boards import get_board
+from tinyedge.boards import MemRegion, get_board
 from tinyedge.build import PLATFORM_DIR, build_project, flash_project, project_files, provision
 from tinyedge.build.provision import SCONS_PKG_VERSION
 from tinyedge.cli import cli
@@ -267,6 +267,46 @@ def test_tick_count_survives_systick_wraps(built, board):
     assert abs(long / short - 450) < 0.01
 
 
+def test_url_works_as_soon_as_the_session_starts(built, board):
+    """QemuSession waits until QEMU listens, so a client can connect to .url without retrying."""
+    _, result = built
+    with QemuSession(board, result.elf) as qemu:
+        with serial.serial_for_url(qemu.url, timeout=10) as link:
+            assert link.readline().decode().strip() == f"te-port-test {BOARD_ID}"
+            link.write(b"exit 0\n")
+            assert qemu.wait(timeout=20) == 0
+
+
+# Other QEMU machines, one per UART driver (board files built here: only mps2-an386 ships for now).
+OTHER_MACHINES = {
+    "lm3s6965evb": dict(core="cortex-m3", fpu="none", clock_hz=12_500_000, flash=MemRegion(0, 256 * 1024),
+                        ram=MemRegion(0x20000000, 64 * 1024), uart={"driver": "pl011", "base": 0x4000C000, "baud": 115200},
+                        timer={"driver": "systick", "hz": 12_500_000}),
+    "netduinoplus2": dict(core="cortex-m4", fpu="fpv4-sp-d16", clock_hz=168_000_000,
+                          flash=MemRegion(0x08000000, 1024 * 1024), ram=MemRegion(0x20000000, 128 * 1024),
+                          uart={"driver": "stm32", "base": 0x40011000, "baud": 115200},
+                          timer={"driver": "systick", "hz": 168_000_000}),
+    "microbit": dict(core="cortex-m0", fpu="none", clock_hz=16_000_000, flash=MemRegion(0, 256 * 1024),
+                     ram=MemRegion(0x20000000, 16 * 1024), uart={"driver": "nrf51", "base": 0x40002000, "baud": 115200},
+                     timer={"driver": "systick", "hz": 16_000_000}),
+}
+
+
+@pytest.mark.parametrize("machine", sorted(OTHER_MACHINES))
+def test_other_uart_drivers_in_qemu(tmp_path, board, core_dir, machine):
+    variant = dataclasses.replace(board, emulator={"qemu": {"machine": machine}}, **OTHER_MACHINES[machine])
+    project = write_project(tmp_path / machine, variant)
+    result = build_project(project, core_dir=core_dir)
+    with QemuSession(variant, result.elf) as qemu:
+        link = qemu.open_serial(timeout=20)
+        assert link.readline().decode().strip() == f"te-port-test {BOARD_ID}"
+        assert ask(link, "echo driver") == "echo: driver"
+        assert ask(link, "info").split()[1:3] == ["systick", str(variant.clock_hz)]
+        assert int(ask(link, "ticks 50").split()[1]) > 0
+        link.write(b"exit 4\n")
+        assert qemu.wait(timeout=20) == 4
+
+
 def test_not_an_elf(tmp_path, board):
     bogus = tmp_path / "not-an-elf.elf"
     bogus.write_text("this is not firmware\n")
@@ -277,8 +317,8 @@ def test_not_an_elf(tmp_path, board):
 def test_qemu_failing_early_shows_its_stderr(built, board):
     _, result = built
     odd = dataclasses.replace(board, emulator={"qemu": {"machine": "no-such-machine"}})
-    with QemuSession(odd, result.elf) as qemu:
-        with pytest.raises(ToolError, match="QEMU exited") as err:
+    with pytest.raises(ToolError, match="QEMU exited") as err:
+        with QemuSession(odd, result.elf) as qemu:
             qemu.open_serial(timeout=20)
     assert "no-such-machine" in str(err.value)
 

@@ -89,7 +89,38 @@ class QemuSession:
         # stderr goes to a file, not a pipe: nobody reads it while QEMU runs, and a full pipe would stall it.
         self._stderr = tempfile.TemporaryFile()
         self._proc = proc.popen(cmd, stdin=subprocess.DEVNULL, stdout=self._stdout, stderr=self._stderr)
+        try:
+            self._wait_listening(timeout=15.0)
+        except BaseException:
+            self.stop()
+            raise
         return self
+
+    def _wait_listening(self, timeout: float) -> None:
+        # Without connecting (QEMU accepts a single client and starts the guest for it), wait until
+        # QEMU listens so that `url` works at once, and catch a QEMU that dies at start. Linux only:
+        # elsewhere open_serial's retries cover it.
+        tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+        if not tables[0].is_file():
+            return
+        want = f":{self.port:04X}"
+        deadline = time.monotonic() + timeout
+        assert self._proc is not None
+        while True:
+            if self._proc.poll() is not None:
+                raise self._died("at start")
+            for table in tables:
+                try:
+                    rows = table.read_text().splitlines()[1:]
+                except OSError:
+                    continue
+                for row in rows:
+                    cols = row.split()
+                    if len(cols) > 3 and cols[1].endswith(want) and cols[3] == "0A":  # 0A: LISTEN
+                        return
+            if time.monotonic() > deadline:
+                return  # leave it to open_serial's retries and its clearer error
+            time.sleep(0.01)
 
     def __enter__(self) -> "QemuSession":
         return self.start()
