@@ -63,15 +63,19 @@ def _entry_point(site_dir: Path) -> str:
 def provision(core_dir: Path | None = None) -> Path:
     """Create ``<core_dir>/packages/tool-scons`` from the pip-installed SCons unless it is already there.
 
-    Idempotent; written into a temporary folder and renamed so a half-written package never exists.
+    Idempotent, and a tool-scons PlatformIO installed itself is kept; written into a temporary folder and
+    renamed so a half-written package never exists.
     Returns the core folder.
     """
     core = Path(core_dir) if core_dir else default_core_dir()
     pkg = core / "packages" / "tool-scons"
     site_dir = _scons_site_dir()
     entry = _entry_point(site_dir)
-    if (pkg / ".piopm").is_file() and (pkg / "scons.py").is_file() and (pkg / "scons.py").read_text() == entry:
-        return core
+    if (pkg / ".piopm").is_file() and (pkg / "scons.py").is_file():
+        current = (pkg / "scons.py").read_text(errors="replace")
+        # Up to date, or a genuine tool-scons from PlatformIO's registry: leave it alone.
+        if current == entry or "provisioned by tinyedge" not in current:
+            return core
     try:
         pkg.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tool-scons-", dir=pkg.parent))
