@@ -190,3 +190,36 @@ def test_cli_bad_slo_is_one_line_error(tmp_path):
     r = CliRunner().invoke(cli, ["score", "--port", "socket://127.0.0.1:1", "--data", str(tmp_path / "d.npz"),
                                  "--model", str(KWS), "--slo", "acc>1", "-o", str(tmp_path / "o")])
     assert r.exit_code == 2 and "unknown key 'acc'" in r.output and "Traceback" not in r.output
+
+
+def test_real_kws_model_on_host_has_parity_1(tmp_path):
+    """main.c with the real generated KWS model code (host build): outputs equal TFLM's exactly."""
+    pytest.importorskip("tinyedge.model.program")
+    from test_protocol_firmware import HOST_PORT_C, HOST_PORT_H
+
+    from tinyedge.codegen.cmodel import render_model
+    from tinyedge.codegen.templates import render
+    from tinyedge.model import read_model_bytes
+    from tinyedge.model.program import build_program
+    from tinyedge.proc import run
+
+    files = render_model(build_program(read_model_bytes(KWS.read_bytes(), name="kws_ref_model")),
+                         mlperf_id="kws01").files
+    src = tmp_path / "src"
+    src.mkdir()
+    for rel, text in files.items():
+        if rel.startswith("src/"):
+            (tmp_path / rel).write_text(text)
+    (src / "main.c").write_text(render("main.c.j2", version="0.1.0"))
+    (src / "te_port.h").write_text(HOST_PORT_H)
+    (src / "te_port.c").write_text(HOST_PORT_C)
+    exe = tmp_path / "dut"
+    run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-DTE_HOST", '-DTE_BOARD_ID="qemu-mps2-an386"',
+         "-DTE_EMULATED=1", "-I", src, *sorted(src.glob("*.c")), "-o", exe], what="host build with the KWS model")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.normal(0, 20, size=(8, 49, 10, 1)).astype(np.float32),
+             y=rng.integers(0, 12, 8))
+    with host_dut(exe) as url:
+        report = score(url, tmp_path / "d.npz", KWS, out_dir=tmp_path / "out", slos=["parity==1"])
+    assert report.passed and report["parity"] == 1.0
+    assert report["device"]["mlperf_model"] == "kws01" and report["device"]["layers"] == 12

@@ -28,7 +28,7 @@ TE = "te"            # te-... with a verified CRC; .text holds the payload witho
 OTHER = "other"      # printable text with no known prefix (e.g. the help listing)
 CORRUPT = "corrupt"  # never to be trusted
 
-_CRC_TAIL = re.compile(r"\*([0-9A-Fa-f]{4})$")
+_CRC_TAIL = re.compile(r"\*([0-9A-F]{4})$")  # upper case only: a flipped case bit is an error too
 
 
 class ProtocolError(LinkError):

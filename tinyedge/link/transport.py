@@ -59,7 +59,12 @@ class Transport:
         deadline = time.monotonic() + max(0.0, connect_timeout)
         while True:
             try:
-                port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=0.1, write_timeout=10)
+                port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=0.1, write_timeout=10,
+                                             do_not_open=True)
+                # pyserial's socket:// open() ends with reset_input_buffer(), which silently drops what
+                # already arrived: an emulator's boot banner, and bytes the raw log must keep.
+                port.reset_input_buffer = lambda: None  # type: ignore[method-assign]
+                port.open()
                 log.info("opened %s at %d baud", self.url, self.baud)
                 return port
             except (serial.SerialException, ValueError, OSError) as exc:
