@@ -9,12 +9,11 @@ import numpy as np
 from .. import __version__
 from ..model.memplan import MemoryPlan, plan_memory
 from ..model.program import Program
+from ..paths import templates_dir
 from .templates import render
 
 _CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.int16): "int16_t",
            np.dtype(np.uint8): "uint8_t", np.dtype(np.float32): "float"}
-_STRUCTS = {"te_conv2d_s8": "te_conv_params", "te_dwconv2d_s8": "te_conv_params", "te_fc_s8": "te_fc_params",
-            "te_maxpool_s8": "te_pool_params", "te_avgpool_s8": "te_pool_params"}
 
 MLPERF_IDS = (("kws", "kws01"), ("ad01", "ad01"), ("anomaly", "ad01"), ("vww", "vww01"), ("resnet", "ic01"),
               ("ic", "ic01"))
@@ -72,21 +71,10 @@ def render_model(program: Program, plan: MemoryPlan | None = None, *, mlperf_id:
             names[key] = name
             arrays.append(dict(name=name, ctype=_CTYPES[arr.dtype], size=arr.size, body=c_array_body(arr),
                                comment=f"layer {i} ({s.op.opcode}) {key} {list(arr.shape)}"))
-        struct = _STRUCTS.get(s.kernel)
-        out_shape = list(g.tensor(s.outputs[0]).shape)
-        if struct:
-            args = [f"&te_p{i}", buf(s.inputs[0])]
-            if s.kernel in ("te_conv2d_s8", "te_dwconv2d_s8", "te_fc_s8"):
-                args += [names["filter"], names.get("bias", "0"), names["mult"], names["shift"]]
-            args.append(buf(s.outputs[0]))
-        elif s.kernel == "te_softmax_s8":
-            p = s.params
-            args = [str(p["outer"]), str(p["depth"]), str(p["in_mult"]), str(p["in_left_shift"]), str(p["diff_min"]),
-                    buf(s.inputs[0]), buf(s.outputs[0])]
-        else:
-            raise AssertionError(f"no C emitter for kernel {s.kernel}")
-        steps.append(dict(op_index=s.op.index, opcode=s.op.opcode, out_shape=out_shape, macs=s.macs, struct=struct,
-                          params=list(s.params.items()) if struct else [], call=f"{s.kernel}({', '.join(args)})"))
+        args = [_arg(a, i, s, names, buf) for a in s.args]
+        steps.append(dict(op_index=s.op.index, opcode=s.op.opcode, out_shape=list(g.tensor(s.outputs[0]).shape),
+                          macs=s.macs, struct=s.struct, params=list(s.params.items()) if s.struct else [],
+                          call=f"{s.kernel}({', '.join(args)})"))
 
     x, y = g.tensor(program.input), g.tensor(program.output)
     in_scale, in_zp = x.q()
@@ -99,14 +87,35 @@ def render_model(program: Program, plan: MemoryPlan | None = None, *, mlperf_id:
         output_scale=_float_literal(out_scale), output_zero_point=out_zp,
         input_offset=plan.offset(program, program.input), output_offset=plan.offset(program, program.output),
     )
-    ctx = dict(model=model, steps=steps, arrays=arrays, version=__version__)
-    files = {
-        "src/te_kernels.h": render("te_kernels.h.j2", **ctx),
-        "src/te_kernels.c": render("te_kernels.c.j2", **ctx),
+    kernel_templates = kernel_sources()
+    ctx = dict(model=model, steps=steps, arrays=arrays, version=__version__,
+               kernel_headers=[t[:-3] for t in kernel_templates if t.endswith(".h.j2")])
+    files = {f"src/{t[:-3]}": render(t, **ctx) for t in kernel_templates}
+    files.update({
         "src/te_model.h": render("te_model.h.j2", **ctx),
         "src/te_model.c": render("te_model.c.j2", **ctx),
         "src/te_model_data.h": render("te_model_data.h.j2", **ctx),
         "src/te_model_data.c": render("te_model_data.c.j2", **ctx),
         "host/te_host_main.c": render("te_host_main.c.j2", **ctx),
-    }
+    })
     return CModel(files, plan, ctx)
+
+
+def kernel_sources() -> list[str]:
+    """Every kernel template (``te_kernels*.c.j2`` / ``.h.j2``): each kernel family is its own file."""
+    return sorted(p.name for p in templates_dir().glob("te_kernels*.j2"))
+
+
+def _arg(token: str, layer: int, step, names: dict[str, str], buf) -> str:
+    """One C argument of a kernel call from the Step's argument spec."""
+    if token == "params":
+        return f"&te_p{layer}"
+    if token.startswith("="):
+        return token[1:]
+    if token.startswith("const:"):
+        return names.get(token[6:], "0")
+    if token.startswith("in"):
+        return buf(step.inputs[int(token[2:])])
+    if token.startswith("out"):
+        return buf(step.outputs[int(token[3:])])
+    raise AssertionError(f"unknown argument token {token!r} in layer {layer} ({step.kernel})")

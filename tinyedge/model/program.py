@@ -30,7 +30,13 @@ PADDING = {0: "SAME", 1: "VALID"}
 
 @dataclass
 class Step:
-    """One kernel call. ``params`` are the C struct fields; ``consts`` the constant arrays it needs."""
+    """One kernel call.
+
+    ``params`` are the fields of the C struct ``struct`` (None: no struct); ``consts`` the constant
+    arrays the call needs; ``args`` the call's arguments in order, each one of
+    ``"params"`` (pointer to the struct), ``"in0"``/``"in1"``…, ``"out0"``…, ``"const:<name>"``
+    (``0`` when that const is absent) or ``"=<C expression>"`` (a literal).
+    """
 
     op: Operator
     kernel: str
@@ -39,6 +45,8 @@ class Step:
     params: dict[str, Any] = field(default_factory=dict)
     consts: dict[str, np.ndarray] = field(default_factory=dict)
     macs: int = 0
+    struct: str | None = None
+    args: list[str] = field(default_factory=list)
 
     @property
     def weight_bytes(self) -> int:
@@ -181,6 +189,9 @@ def build_program(g: Graph) -> Program:
 
 # ---------------------------------------------------------------- per-op lowering
 
+#: Argument order of the weighted kernels (conv, depthwise, fully connected).
+WEIGHTED_ARGS = ["params", "in0", "const:filter", "const:bias", "const:mult", "const:shift", "out0"]
+
 def _fused(op: Operator) -> tuple[int, list[str]]:
     act = int(op.options.get("fusedActivationFunction", 0) or 0)
     if act not in FUSED_OK:
@@ -245,7 +256,7 @@ def _lower_conv(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
     consts["shift"] = np.asarray(shifts, dtype=np.int32)
     macs = n * oh * ow * oc * kh * kw * (1 if depthwise else ic)
     kernel = "te_dwconv2d_s8" if depthwise else "te_conv2d_s8"
-    return Step(op, kernel, [op.inputs[0]], [op.outputs[0]], params, consts, macs), []
+    return Step(op, kernel, [op.inputs[0]], [op.outputs[0]], params, consts, macs, "te_conv_params", WEIGHTED_ARGS), []
 
 
 def _lower_fc(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
@@ -276,7 +287,8 @@ def _lower_fc(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
         consts["bias"] = np.ascontiguousarray(b.data, dtype=np.int32)
     consts["mult"] = np.asarray(mults, dtype=np.int32)
     consts["shift"] = np.asarray(shifts, dtype=np.int32)
-    return Step(op, "te_fc_s8", [op.inputs[0]], [op.outputs[0]], params, consts, batches * in_depth * out_depth), []
+    return Step(op, "te_fc_s8", [op.inputs[0]], [op.outputs[0]], params, consts, batches * in_depth * out_depth,
+                "te_fc_params", WEIGHTED_ARGS), []
 
 
 def _lower_pool(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
@@ -297,7 +309,7 @@ def _lower_pool(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
                   pad_h=quant.compute_padding(sh, 1, ih, kh, oh), pad_w=quant.compute_padding(sw, 1, iw, kw, ow),
                   act_min=amin, act_max=amax)
     kernel = "te_maxpool_s8" if op.opcode == "MAX_POOL_2D" else "te_avgpool_s8"
-    return Step(op, kernel, [op.inputs[0]], [op.outputs[0]], params, {}, 0), []
+    return Step(op, kernel, [op.inputs[0]], [op.outputs[0]], params, {}, 0, "te_pool_params", ["params", "in0", "out0"]), []
 
 
 def _lower_softmax(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
@@ -312,7 +324,8 @@ def _lower_softmax(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
     mult, shift, diff_min = quant.softmax_params(float(op.options.get("beta", 1.0)), x.q()[0])
     depth = x.shape[-1]
     params = dict(outer=x.size // depth, depth=depth, in_mult=mult, in_left_shift=shift, diff_min=diff_min)
-    return Step(op, "te_softmax_s8", [op.inputs[0]], [op.outputs[0]], params, {}, 0), []
+    args = [f"={params[k]}" for k in ("outer", "depth", "in_mult", "in_left_shift", "diff_min")] + ["in0", "out0"]
+    return Step(op, "te_softmax_s8", [op.inputs[0]], [op.outputs[0]], params, {}, 0, None, args), []
 
 
 _LOWER: dict[str, Callable[[Graph, Operator], tuple[Step | None, list[str]]]] = {
