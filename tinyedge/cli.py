@@ -27,6 +27,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "emulate": ("tinyedge.commands.emulate", "Run a built project's firmware in QEMU with the UART on a TCP port."),
     "score": ("tinyedge.commands.score", "Stream a labelled test set to a device and score accuracy, latency, energy."),
     "run": ("tinyedge.commands.run", "The whole pipeline: quantize, generate, build, emulate and score."),
+    "matrix": ("tinyedge.commands.matrix", "Compatibility matrix: which boards a model fits, at what cost."),
+    "test": ("tinyedge.commands.test", "Run a project's Renode/Robot Framework test suite."),
+    "monitor": ("tinyedge.commands.monitor", "Live dashboard of a device's inference stream (terminal or web)."),
 }
 
 

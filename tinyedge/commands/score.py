@@ -27,13 +27,22 @@ def cmd(port: str, data: Path, model: Path, limit: int | None, slos: tuple[str, 
         baud: int | None, out_dir: Path) -> None:
     """Stream a labelled test set to a device and score accuracy, parity, latency, energy and memory."""
     from rich.console import Console
-    from rich.table import Table
 
     from ..score import score
 
     console = Console()
     report = score(port, data, model, out_dir=out_dir, limit=limit, slos=list(slos),
                    allow_model_mismatch=allow_model_mismatch, baud=baud, progress=console.is_terminal)
+    if not print_report(report, out_dir, console):
+        sys.exit(1)
+
+
+def print_report(report, out_dir: Path, console=None) -> bool:
+    """Print a score report's summary and SLO verdicts; True when every SLO was met."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
     table = Table("figure", "value", title=f"{report['model']} on {report['board']}")
     for key, value in report.summary_rows():
         table.add_row(key, value)
@@ -49,5 +58,6 @@ def cmd(port: str, data: Path, model: Path, limit: int | None, slos: tuple[str, 
             for r in missed:
                 t.add_row(r.slo.expr, "not measured" if r.value is None else f"{r.value:g}", "MISS")
             console.print(t)
-            sys.exit(1)
+            return False
         console.print(f"[green]all {len(report.slo_results)} SLOs met[/green]")
+    return True

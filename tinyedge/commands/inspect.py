@@ -1,0 +1,59 @@
+"""``tinyedge inspect``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("inspect")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--board", "board_ids", multiple=True, help="Board id to check the fit against (repeatable, or 'all').")
+@click.option("--project", type=click.Path(path_type=Path), default=None,
+              help="A generated project whose last build gives the measured code size.")
+@click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
+@click.option("--no-tflm", is_flag=True, help="Skip measuring TFLM's minimum arena for comparison.")
+def cmd(model: Path, board_ids: tuple[str, ...], project: Path | None, as_json: bool, no_tflm: bool) -> None:
+    """Per-layer ops, MACs, weights and memory plan of MODEL (.tflite), and whether it fits a board."""
+    from ..boards import get_board, list_boards
+    from ..model import load_model
+    from ..model.analysis import analysis_json, analyze
+
+    if "all" in board_ids:
+        boards = list_boards()
+    else:
+        boards = [get_board(b) for b in board_ids]
+    if project is not None and not boards:
+        import json
+
+        manifest = Path(project) / "tinyedge.json"
+        if manifest.is_file():
+            boards = [get_board(json.loads(manifest.read_text())["board"])]
+    a = analyze(load_model(model), boards, project=project, tflm=not no_tflm)
+    if as_json:
+        click.echo(analysis_json(a))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    t = Table(title=f"{a.model}  sha256 {a.sha256[:16]}…")
+    for col in ("#", "op", "kind", "output", "MACs", "weights B", "live act. B"):
+        t.add_column(col, justify="right" if col not in ("op", "kind", "output") else "left")
+    for l in a.layers:
+        t.add_row(str(l.index), l.op, l.kind, "x".join(map(str, l.output_shape)), f"{l.macs:,}",
+                  f"{l.weight_bytes:,}", f"{l.live_bytes:,}" if l.kind == "kernel" else "-")
+    t.add_row("", "total", "", "", f"{a.macs:,}", f"{a.weight_bytes:,}", f"peak {a.ram_bytes:,}", end_section=True)
+    con.print(t)
+    con.print(f"parameters: {a.params:,}   MACs: {a.macs:,}")
+    tflm = f"{a.tflm_arena_bytes:,} B (host interpreter, 64-bit)" if a.tflm_arena_bytes else "n/a"
+    ratio = f"  ratio {a.ram_bytes / a.tflm_arena_bytes:.2f}" if a.tflm_arena_bytes else ""
+    con.print(f"activation RAM (tinyedge plan): {a.ram_bytes:,} B   naive: {a.naive_ram_bytes:,} B   "
+              f"lower bound: {a.ram_lower_bound:,} B   TFLM minimum arena: {tflm}{ratio}")
+    con.print(f"flash: {a.flash_bytes:,} B = weights {a.weight_bytes:,} + code {a.code_bytes:,} "
+              f"({'measured: ' + a.code_source if a.code_measured else a.code_source})")
+    for f in a.fits:
+        verdict = "[green]fits[/]" if f["fits"] else "[red]does not fit[/]: " + "; ".join(f["problems"])
+        con.print(f"{f['board']}: RAM {f['ram_needed']:,}/{f['ram_available']:,} B, flash "
+                  f"{f['flash_needed']:,}/{f['flash_available']:,} B — {verdict}")

@@ -1,0 +1,140 @@
+"""Exact analysis of a model for ``tinyedge inspect``: per-layer cost, the memory plan the generated
+code uses, flash, TFLM's arena for comparison, and fit per board."""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..boards import Board
+from .graph import Graph
+from .memplan import MemoryPlan, plan_memory
+from .program import ALIAS_OPS, Program, build_program
+
+
+@dataclass
+class Layer:
+    index: int  # operator index in the model
+    op: str
+    kind: str  # kernel | alias | folded
+    output_shape: list[int]
+    macs: int
+    weight_bytes: int
+    live_bytes: int  # activation bytes live while this layer runs (0 for aliases/folded ops)
+
+
+@dataclass
+class Analysis:
+    model: str
+    sha256: str
+    layers: list[Layer]
+    macs: int
+    params: int
+    weight_bytes: int
+    ram_bytes: int  # peak of tinyedge's plan == TE_ARENA_BYTES
+    naive_ram_bytes: int
+    ram_lower_bound: int
+    tflm_arena_bytes: int | None
+    code_bytes: int
+    code_measured: bool
+    code_source: str
+    fits: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def flash_bytes(self) -> int:
+        return self.weight_bytes + self.code_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["flash_bytes"] = self.flash_bytes
+        if self.tflm_arena_bytes:
+            d["ram_vs_tflm"] = round(self.ram_bytes / self.tflm_arena_bytes, 4)
+        return d
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """TFLM's C++ prints every failed allocation of the bisection to fd 2; hide that noise."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def tflm_min_arena(graph: Graph) -> int | None:
+    """TFLM's minimum arena for this model on the host interpreter (64-bit), or None if it cannot run."""
+    from ..oracle import min_arena_bytes
+
+    with _quiet_stderr():
+        try:
+            return min_arena_bytes(graph.model_bytes)
+        except Exception:  # TFLM rejects some models tinyedge accepts; the comparison is then n/a
+            return None
+
+
+def last_build_code_bytes(board: Board, project: Path | None, program: Program) -> tuple[int, str] | None:
+    """Code bytes (flash minus weights) measured with arm-none-eabi-size on a project's last build."""
+    if project is None:
+        return None
+    elf = Path(project) / ".pio" / "build" / board.id / "firmware.elf"
+    if not elf.is_file():
+        return None
+    from ..build.pio import _size  # the one place that runs arm-none-eabi-size
+
+    size = _size(elf)
+    return max(size.text + size.data - program.weight_bytes, 0), f"arm-none-eabi-size {elf}"
+
+
+def analyze(graph: Graph, boards: list[Board] = (), *, project: Path | None = None, tflm: bool = True) -> Analysis:
+    """Analyse ``graph`` (raises UnsupportedModelError like ``generate`` would)."""
+    from ..codegen.project import CODE_FLASH_ESTIMATE, fit_report
+
+    program = build_program(graph)
+    plan: MemoryPlan = plan_memory(program)
+    step_of = {s.op.index: i for i, s in enumerate(program.steps)}
+    layers = []
+    for op in graph.operators:
+        shape = list(graph.tensor(op.outputs[0]).shape) if op.outputs else []
+        if op.index in step_of:
+            i = step_of[op.index]
+            s = program.steps[i]
+            layers.append(Layer(op.index, op.opcode, "kernel", shape, s.macs, s.weight_bytes, plan.live_bytes(i)))
+        else:
+            kind = "alias" if op.opcode in ALIAS_OPS and op.outputs[0] in program.alias else "folded"
+            layers.append(Layer(op.index, op.opcode, kind, shape, 0, 0, 0))
+    params = sum(int(a.size) for s in program.steps for k, a in s.consts.items() if k in ("filter", "bias"))
+    measured = None
+    for b in boards:
+        measured = last_build_code_bytes(b, project, program)
+        if measured:
+            break
+    code, source = measured if measured else (CODE_FLASH_ESTIMATE, "estimate (no build of this model found; pass --project)")
+    fits = []
+    for b in boards:
+        f = fit_report(program, plan, b, graph.input.nbytes, code if measured else None)
+        fits.append(dict(board=b.id, fits=f.fits, ram_needed=f.ram_needed, ram_available=f.ram_available,
+                         flash_needed=f.flash_needed, flash_available=f.flash_available,
+                         flash_measured=f.flash_measured, problems=f.problems()))
+    return Analysis(
+        model=graph.name, sha256=graph.sha256, layers=layers, macs=program.macs, params=params,
+        weight_bytes=program.weight_bytes, ram_bytes=plan.arena_bytes, naive_ram_bytes=plan.naive_bytes,
+        ram_lower_bound=plan.lower_bound, tflm_arena_bytes=tflm_min_arena(graph) if tflm else None,
+        code_bytes=code, code_measured=measured is not None, code_source=source, fits=fits,
+    )
+
+
+def analysis_json(a: Analysis) -> str:
+    return json.dumps(a.to_dict(), indent=2)
