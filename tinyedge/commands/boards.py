@@ -20,7 +20,11 @@ def cmd(as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "core", "clock", "flash", "ram", "emulator", "name")
+    table = Table()
+    table.add_column("id", no_wrap=True)  # ids are what users copy: never wrapped
+    for col in ("core", "clock", "flash", "ram", "emulator"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("name", overflow="ellipsis")
     for b in boards:
         emu = "qemu " + b.qemu["machine"] if b.qemu else "-"
         table.add_row(b.id, b.core, f"{b.clock_hz / 1e6:g} MHz", f"{b.flash.size // 1024} KiB",
