@@ -16,6 +16,10 @@ OPT_STR = (str, type(None))
 
 MEM_REGION = {"base": (INT, True), "size": (INT, True)}
 
+#: ``emulator.qemu`` and ``emulator.renode`` when they are not null.
+QEMU = {"machine": (STR, True)}
+RENODE = {"platform": (STR, True), "uart": (STR, True)}
+
 SCHEMA: dict[str, tuple[Any, bool]] = {
     "id": (STR, True),
     "name": (STR, True),
@@ -25,14 +29,16 @@ SCHEMA: dict[str, tuple[Any, bool]] = {
     "dsp": ((bool,), True),
     "clock_hz": (INT, True),
     "memory": ({"flash": (MEM_REGION, True), "ram": (MEM_REGION, True)}, True),
+    # ``port`` names the Arduino Serial object (driver "arduino"); ``base`` the bare-metal UART's address.
     "uart": ({"driver": (["cmsdk", "stm32", "pl011", "nrf51", "arduino"], True), "base": (INT, False),
-              "baud": (INT, True)}, True),
+              "baud": (INT, True), "port": (STR, False)}, True),
     "timer": ({"driver": (["systick", "dwt", "micros"], True), "hz": (INT, True)}, True),
     "platformio": ({"platform": (STR, True), "board": (STR, True), "framework": (OPT_STR, False),
                     "upload_protocol": (OPT_STR, False), "monitor_speed": (INT, False)}, True),
     "emulator": ({"qemu": ((dict, type(None)), False), "renode": ((dict, type(None)), False)}, False),
+    # ``source`` names the datasheet, ``table`` the table in it the figure comes from.
     "power": ({"run_current_ma_per_mhz": (NUM, False), "run_current_ma": (NUM, False),
-               "voltage_v": (NUM, True), "source": (STR, True)}, True),
+               "voltage_v": (NUM, True), "source": (STR, True), "table": (STR, False)}, True),
 }
 
 
@@ -67,4 +73,30 @@ def validate(data: Any, spec: dict[str, tuple[Any, bool]] = SCHEMA, path: str = 
         for region in ("flash", "ram"):
             if data["memory"][region]["size"] <= 0:
                 problems.append(f"memory.{region}.size: must be positive")
+        problems += _cross_checks(data)
+    return problems
+
+
+def _cross_checks(data: dict[str, Any]) -> list[str]:
+    """Rules that tie fields together (only run once every field has the right type)."""
+    problems: list[str] = []
+    emulator = data.get("emulator") or {}
+    for name, spec in (("qemu", QEMU), ("renode", RENODE)):
+        if emulator.get(name) is not None:
+            problems += validate(emulator[name], spec, f"emulator.{name}")
+    driver = data["uart"]["driver"]
+    framework = data["platformio"].get("framework")
+    if driver == "arduino" and framework != "arduino":
+        problems.append("uart.driver: 'arduino' needs platformio.framework: arduino")
+    if driver != "arduino" and framework:
+        problems.append(f"platformio.framework: {framework!r} needs uart.driver: arduino "
+                        f"(the bare-metal '{driver}' port runs without a framework)")
+    if driver == "arduino" and emulator.get("qemu") is not None:
+        problems.append("emulator.qemu: an Arduino-framework board cannot run in QEMU (use a bare-metal UART driver)")
+    if data["timer"]["driver"] == "dwt" and data["core"] in ("cortex-m0", "cortex-m0plus"):
+        problems.append(f"timer.driver: {data['core']} has no DWT cycle counter (use systick or micros)")
+    if data["timer"]["driver"] == "micros" and driver != "arduino":
+        problems.append("timer.driver: 'micros' is the Arduino port's timer (use systick for bare metal)")
+    if data["timer"]["hz"] <= 0 or data["clock_hz"] <= 0:
+        problems.append("clock_hz and timer.hz: must be positive")
     return problems

@@ -21,6 +21,12 @@ ARMV6M = ("cortex-m0", "cortex-m0plus")
 #: Smallest stack the linker script leaves between the end of .bss and the top of RAM.
 MIN_STACK_BYTES = 4096
 
+#: Cores with a DWT cycle counter (ARMv7-M and ARMv8-M Mainline).
+DWT_CORES = ("cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
+
+#: The UART driver of boards built with the Arduino framework (stock PlatformIO platforms).
+ARDUINO = "arduino"
+
 # template name -> path it produces (relative to the project); "{id}" is the board id.
 _FILES = {
     "platformio.ini.j2": "platformio.ini",
@@ -31,6 +37,18 @@ _FILES = {
     "te_port.c.j2": "src/te_port.c",
 }
 
+# Arduino-framework boards: the stock platform brings the board manifest, linker script and startup code.
+_ARDUINO_FILES = {
+    "platformio.ini.j2": "platformio.ini",
+    "te_port.h.j2": "src/te_port.h",
+    "te_port.cpp.j2": "src/te_port.cpp",
+}
+
+
+def is_arduino(board: Board) -> bool:
+    """True when ``board`` is built with the Arduino framework on its stock PlatformIO platform."""
+    return board.uart["driver"] == ARDUINO
+
 
 def _nrf51_baudrate(baud: int) -> int:
     # BAUDRATE register = baud * 2^32 / 16 MHz, with the low 12 bits cleared (as Nordic's table).
@@ -39,6 +57,8 @@ def _nrf51_baudrate(baud: int) -> int:
 
 def port_context(board: Board, *, project_name: str) -> dict[str, Any]:
     """Template variables for the board files; BoardError when the port cannot support the board."""
+    if is_arduino(board):
+        return arduino_context(board, project_name=project_name)
     if board.core not in CORTEX_M:
         raise BoardError(
             f"board '{board.id}' has core {board.core}, but tinyedge's bare-metal port only supports Cortex-M",
@@ -72,6 +92,31 @@ def port_context(board: Board, *, project_name: str) -> dict[str, Any]:
         "systick_cpu_clock": timer_hz == board.clock_hz or board.timer["driver"] != "systick",
         "systick_hz": timer_hz if board.timer["driver"] == "systick" else board.clock_hz,
         "min_stack_bytes": MIN_STACK_BYTES,
+        "arduino": False,
+    }
+
+
+def arduino_context(board: Board, *, project_name: str) -> dict[str, Any]:
+    """Template variables of an Arduino-framework board (stock platform, ``Serial``, ``micros()``/DWT)."""
+    pio = board.platformio
+    if pio.get("framework") != ARDUINO:
+        raise BoardError(f"board '{board.id}' uses the Arduino port but platformio.framework is {pio.get('framework')!r}",
+                         "set platformio.framework: arduino in the board file")
+    timer = board.timer["driver"]
+    if timer == "dwt" and board.core not in DWT_CORES:
+        raise BoardError(f"board '{board.id}' asks for the DWT cycle counter, which {board.core} does not have",
+                         "use timer.driver: micros in the board file")
+    return {
+        "board": board,
+        "project_name": project_name,
+        "arduino": True,
+        "emulated": False,
+        "platform": pio["platform"],
+        "pio_board": pio["board"],
+        "upload_protocol": pio.get("upload_protocol"),
+        "serial": board.uart.get("port", "Serial"),
+        "use_dwt": timer == "dwt",
+        "timer_hz": int(board.timer["hz"]),
     }
 
 
@@ -80,7 +125,10 @@ def project_files(board: Board, *, project_name: str) -> dict[str, str]:
 
     ``platformio.ini``, ``boards/<id>.json``, ``linker.ld``, ``src/startup.c``, ``src/te_port.h`` and
     ``src/te_port.c``, each rendered from the template of the same name in ``firmware_templates/``.
+    An Arduino-framework board (``uart.driver: arduino``) gets ``platformio.ini`` for its stock platform,
+    ``src/te_port.h`` and ``src/te_port.cpp`` only: the platform brings startup code and linker script.
     The code generator adds ``src/main.c`` and the model files.
     """
     context = port_context(board, project_name=project_name)
-    return {path.format(id=board.id): render(template, **context) for template, path in _FILES.items()}
+    files = _ARDUINO_FILES if context["arduino"] else _FILES
+    return {path.format(id=board.id): render(template, **context) for template, path in files.items()}
