@@ -114,7 +114,14 @@ def test_payload_parsers():
                            "input_bytes=490,output_count=12,layers=5,flash_bytes=1,ram_bytes=2,model=kws,"
                            "mlperf_model=kws01,model_sha256=" + "a" * 64 + ",version=0.1.0")
     assert info["emulated"] is True and info["input_bytes"] == 490 and info["timer"] == "systick"
-    assert P.parse_te_results("te-results-ticks=12,out=[-128,0,127]") == {"ticks": 12, "out": [-128, 0, 127]}
+    assert P.parse_te_results("te-results-ticks=12,out=[-128,0,127]") == {"ticks": 12, "out": [-128, 0, 127],
+                                                                          "in_crc": None}
+    assert P.parse_te_results("te-results-ticks=1,out=[5],in_crc=0A1F")["in_crc"] == 0x0A1F
+    assert P.parse_te_load("te-load-490,29B1") == {"bytes": 490, "crc": 0x29B1}
+    lines = ["te-info-board=b", "te-info-timer_hz=25", "te-info-input_bytes=4", "te-info-output_count=2",
+             "te-info-model_sha256=" + "a" * 64, "te-info-protocol=2", "te-info-keys=7"]
+    merged = P.parse_te_info(lines)
+    assert merged["protocol"] == 2 and "keys" not in merged and merged["emulated"] is False
     prof = P.parse_te_profile(["te-profile-1-fc-2-5", "te-profile-0-conv-3", "te-profile-total-9"])
     assert prof["layers"][1] == {"index": 1, "name": "fc-2", "ticks": 5} and prof["sum_ticks"] == 8
     assert P.parse_te_stream("te-s-3,100,7,-5") == {"seq": 3, "ticks": 100, "top": 7, "score": -5}

@@ -321,12 +321,48 @@ def test_te_info(dut):
         "board": "host", "clock_hz": 25000000, "timer": "clock_gettime", "timer_hz": 1000000000,
         "emulated": False, "arena_bytes": 4096, "input_bytes": 40, "output_count": 4, "layers": 3,
         "flash_bytes": 0, "ram_bytes": 0, "model": "fake", "mlperf_model": "kws01",
-        "model_sha256": "ab" * 32, "version": "9.9.9-test",
+        "model_sha256": "ab" * 32, "version": "9.9.9-test", "protocol": 2,
     }
+    assert dut.protocol == 2 and dut.layers == 3
     raw = dut.raw_log_path.read_bytes()
-    line = next(ln for ln in raw.split(b"\r\n") if ln.startswith(b"te-info-"))
-    payload, crc = line.rsplit(b"*", 1)
-    assert int(crc, 16) == P.crc16_ccitt_false(payload) and crc == crc.upper()
+    lines = [ln for ln in raw.split(b"\r\n") if ln.startswith(b"te-info-")]
+    assert len(lines) == 17 and lines[0].startswith(b"te-info-board=host*") and lines[-1].startswith(b"te-info-keys=17*")
+    for line in lines:  # one key per line, each with its own CRC
+        payload, crc = line.rsplit(b"*", 1)
+        assert int(crc, 16) == P.crc16_ccitt_false(payload) and crc == crc.upper()
+
+
+def test_te_load_cobs_frame_with_crc(dut):
+    dut.wait_ready(5)
+    x = np.array([0, 1, 0, 0, 255, 37, 10, 13] * 5, dtype=np.uint8)  # NULs, '%', CR, LF inside the frame
+    dut.load(x.tobytes())
+    assert texts(dut.command("db print")) == ["m-buffer-" + "-".join(f"{b:02x}" for b in x[i:i + 8])
+                                              for i in range(0, 40, 8)]
+    crc = P.crc16_ccitt_false(x.tobytes())
+    r = dut.te_infer(crc)
+    assert r.in_crc == crc and np.array_equal(r.out, fake_outputs(x.astype(np.int8)[None], 4)[0])
+    assert dut.te_results().in_crc == crc
+    # db hex changes the buffer: the input CRC follows
+    dut.load_input(bytes(40))
+    assert dut.te_infer().in_crc == P.crc16_ccitt_false(bytes(40))
+    with pytest.raises(P.ProtocolError, match="expected"):
+        dut.te_infer(crc)
+
+    def raw(payload: bytes) -> list[str]:
+        return texts(dut._exchange("raw", payload, 5, False, None))
+
+    frame = P.cobs_encode(bytes(range(1, 11)))
+    good = P.crc16_ccitt_false(bytes(range(1, 11)))
+    assert raw(b"te-load 10 %04X%%" % good + frame + b"\x00") == [f"te-load-10,{good:04X}"]
+    # wrong CRC, short frame, frame cut inside a block: refused, and the frame never read as commands
+    assert raw(b"te-load 10 %04X%%" % (good ^ 1) + frame + b"\x00") == [
+        f"e-[te-load: frame gave 10 bytes, CRC {good:04X}, expected 10 bytes, CRC {good ^ 1:04X}]"]
+    assert raw(b"te-load 11 %04X%%" % good + frame + b"\x00")[0].startswith("e-[te-load: frame gave 10 bytes")
+    assert raw(b"te-load 10 %04X%%" % good + frame[:5] + b"\x00")[0].startswith("e-[te-load: frame gave")
+    assert raw(b"te-load 41 0000%" + frame + b"\x00") == ["e-[te-load: 41 bytes exceed the input size 40]"]
+    assert raw(b"te-load 10 XYZ%" + frame + b"\x00")[0].startswith("e-[te-load needs a byte count")
+    # NUL outside a frame is ignored by the command loop
+    assert raw(b"\x00na\x00me%") == ["m-name-dut-[tinyedge]"]
 
 
 def test_te_profile_and_stream(dut):

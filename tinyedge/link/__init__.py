@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from .dut import DeviceError, DutClient, InferResult, TeResults
-from .protocol import LineParser, ProtocolError, crc16_ccitt_false
-from .transport import Transport
+from .dut import CommandTimeout, DeviceError, DutClient, InferResult, LinkCounters, TeResults
+from .protocol import LineParser, ProtocolError, cobs_decode, cobs_encode, crc16_ccitt_false
+from .transport import ConnectionLost, Transport
 
-__all__ = ["DeviceError", "DutClient", "InferResult", "LineParser", "ProtocolError", "TeResults", "Transport",
-           "crc16_ccitt_false", "connect"]
+__all__ = ["CommandTimeout", "ConnectionLost", "DeviceError", "DutClient", "InferResult", "LineParser", "LinkCounters",
+           "ProtocolError", "TeResults", "Transport", "cobs_decode", "cobs_encode", "crc16_ccitt_false", "connect"]
 
 
 def connect(url: str, *, baud: int | None = None, raw_log=None, connect_timeout: float = 5.0,

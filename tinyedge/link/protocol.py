@@ -45,6 +45,46 @@ def crc16_ccitt_false(data: bytes) -> int:
     return crc
 
 
+def cobs_encode(data: bytes) -> bytes:
+    """Consistent Overhead Byte Stuffing: ``data`` with no 0x00 bytes (the frame delimiter is added by
+    the caller). At most one byte of overhead per 254 bytes, plus one."""
+    out = bytearray()
+    block = bytearray()
+    for b in data:
+        if b == 0:
+            out.append(len(block) + 1)
+            out += block
+            block.clear()
+        else:
+            block.append(b)
+            if len(block) == 254:
+                out.append(255)
+                out += block
+                block.clear()
+    out.append(len(block) + 1)
+    out += block
+    return bytes(out)
+
+
+def cobs_decode(frame: bytes) -> bytes:
+    """Inverse of :func:`cobs_encode` (``frame`` without its 0x00 delimiter); ValueError when malformed."""
+    out = bytearray()
+    i, n = 0, len(frame)
+    while i < n:
+        code = frame[i]
+        end = i + code
+        if code == 0 or end > n:
+            raise ValueError(f"malformed COBS frame at byte {i}")
+        block = frame[i + 1:end]
+        if 0 in block:
+            raise ValueError(f"malformed COBS frame: 0x00 inside the block at byte {i}")
+        out += block
+        i = end
+        if code < 0xFF and i < n:
+            out.append(0)
+    return bytes(out)
+
+
 def with_crc(text: str) -> str:
     """``text`` followed by ``*XXXX``, as the firmware sends te- lines (for tests and simulators)."""
     return f"{text}*{crc16_ccitt_false(text.encode('ascii')):04X}"
@@ -176,11 +216,13 @@ def error_message(text: str) -> str:
 
 
 _INT_KEYS = {"clock_hz", "timer_hz", "emulated", "arena_bytes", "input_bytes", "output_count",
-             "layers", "flash_bytes", "ram_bytes"}
+             "layers", "flash_bytes", "ram_bytes", "protocol", "keys"}
+#: Keys without which a te-info reply is useless to a host.
+INFO_REQUIRED = ("board", "model_sha256", "timer_hz", "output_count", "input_bytes")
 
 
-def parse_te_info(text: str) -> dict[str, str | int]:
-    """``te-info-board=x,clock_hz=25000000,...`` -> dict; numeric fields as int, ``emulated`` as bool."""
+def te_info_items(text: str) -> dict[str, str | int]:
+    """The ``key=value`` items of one te-info line (protocol 2 sends one per line, protocol 1 all in one)."""
     if not text.startswith("te-info-"):
         raise _bad("te-info", text)
     info: dict[str, str | int] = {}
@@ -195,25 +237,61 @@ def parse_te_info(text: str) -> dict[str, str | int]:
                 raise _bad("te-info", text) from None
         else:
             info[key] = value
-    for key in ("board", "model_sha256", "timer_hz", "output_count", "input_bytes"):
+    return info
+
+
+def te_info_complete(info: dict[str, str | int]) -> bool:
+    """True when merged te-info items hold every key the device announced (``keys``) or, for a
+    protocol-1 device (one line, no ``keys``), every required key."""
+    if "keys" in info:
+        return len(info) >= int(info["keys"]) and all(k in info for k in INFO_REQUIRED)
+    return all(k in info for k in INFO_REQUIRED) and "version" in info
+
+
+def parse_te_info(text: str | list[str]) -> dict[str, str | int]:
+    """te-info line(s) -> dict; numeric fields as int, ``emulated`` as bool.
+
+    Accepts the one-line reply of protocol 1 (``te-info-board=x,clock_hz=25000000,...``) or the lines
+    of protocol 2 (``te-info-board=x``, ``te-info-clock_hz=25000000``, ..., ``te-info-keys=17``).
+    """
+    texts = [text] if isinstance(text, str) else list(text)
+    info: dict[str, str | int] = {}
+    for t in texts:
+        info.update(te_info_items(t))
+    for key in INFO_REQUIRED:
         if key not in info:
-            raise _bad("te-info", text)
+            raise _bad("te-info", texts[-1] if texts else "<nothing>")
+    info.pop("keys", None)
     info["emulated"] = bool(info.get("emulated", 0))
     return info
 
 
-_RESULTS = re.compile(r"te-results-ticks=(\d+),out=\[(-?\d+(?:,-?\d+)*)?\]")
+_RESULTS = re.compile(r"te-results-ticks=(\d+),out=\[(-?\d+(?:,-?\d+)*)?\](?:,in_crc=([0-9A-F]{4}))?")
 
 
 def parse_te_results(text: str) -> dict[str, object]:
-    """``te-results-ticks=T,out=[q0,q1,...]`` -> ``{"ticks": T, "out": [q0, ...]}``."""
+    """``te-results-ticks=T,out=[q0,q1,...],in_crc=XXXX`` -> ``{"ticks": T, "out": [q0, ...], "in_crc": int}``.
+
+    ``in_crc`` (the CRC-16 of the input the inference ran on) is None from protocol-1 firmware.
+    """
     m = _RESULTS.fullmatch(text)
     if m is None:
         raise _bad("te-results", text)
     out = [int(v) for v in m.group(2).split(",")] if m.group(2) else []
     if any(not -128 <= v <= 127 for v in out):
         raise _bad("te-results", text)
-    return {"ticks": int(m.group(1)), "out": out}
+    return {"ticks": int(m.group(1)), "out": out, "in_crc": int(m.group(3), 16) if m.group(3) else None}
+
+
+_LOAD = re.compile(r"te-load-(\d+),([0-9A-F]{4})")
+
+
+def parse_te_load(text: str) -> dict[str, int]:
+    """``te-load-N,XXXX`` -> ``{"bytes": N, "crc": 0xXXXX}`` (the device's acknowledgement of te-load)."""
+    m = _LOAD.fullmatch(text)
+    if m is None:
+        raise _bad("te-load", text)
+    return {"bytes": int(m.group(1)), "crc": int(m.group(2), 16)}
 
 
 _PROFILE = re.compile(r"te-profile-(\d+)-(.*)-(\d+)")

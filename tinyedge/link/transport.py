@@ -20,6 +20,13 @@ log = logging.getLogger("tinyedge.link")
 DEFAULT_BAUD = 115200
 
 
+class ConnectionLost(LinkError):
+    """The port went away (cable pulled, USB re-enumeration, emulator or proxy closed the socket).
+
+    :meth:`Transport.reopen` (or :meth:`tinyedge.link.DutClient.reconnect`) opens it again.
+    """
+
+
 def _open_hint(url: str) -> str:
     if url.startswith("socket://"):
         return ("check that the emulator (tinyedge emulate) is running and listening on that TCP port, "
@@ -52,6 +59,7 @@ class Transport:
         self._port = self._open(connect_timeout)
         self.bytes_in = 0
         self.bytes_out = 0
+        self.reconnects = 0
         if raw_log is not None:
             self.add_raw_log(raw_log)
 
@@ -72,6 +80,19 @@ class Transport:
                     raise LinkError(f"cannot open {self.url}: {exc}", _open_hint(self.url)) from None
                 time.sleep(0.1)
 
+    def reopen(self, timeout: float = 0.0) -> None:
+        """Close the port and open the same URL again (retrying for ``timeout`` seconds).
+
+        The raw logs stay open, so they keep every byte across the gap. Raises LinkError when the
+        port cannot be opened in time.
+        """
+        try:
+            self._port.close()
+        except (serial.SerialException, OSError):
+            pass
+        self._port = self._open(timeout)
+        self.reconnects += 1
+
     def add_raw_log(self, path: str | Path) -> Path:
         """Also append every received byte to ``path`` (created with its folder; appended to)."""
         path = Path(path)
@@ -88,7 +109,7 @@ class Transport:
     def read(self, timeout: float) -> bytes:
         """Whatever arrives within ``timeout`` seconds (returns as soon as some bytes are there).
 
-        Returns ``b""`` when nothing came; raises LinkError when the connection is gone.
+        Returns ``b""`` when nothing came; raises ConnectionLost when the connection is gone.
         """
         try:
             self._port.timeout = max(0.0, timeout)
@@ -98,8 +119,9 @@ class Transport:
             # Then take what is already buffered without waiting.
             self._port.timeout = 0
             data = first + self._port.read(65536)
-        except (serial.SerialException, OSError) as exc:
-            raise LinkError(
+        except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+            # (pyserial raises TypeError/AttributeError when reading a port that was closed under it)
+            raise ConnectionLost(
                 f"lost the connection to {self.url}: {exc}",
                 "check that the device (or emulator) is still running and the cable is connected",
             ) from None
@@ -114,8 +136,8 @@ class Transport:
         try:
             self._port.write(data)
             self._port.flush()
-        except (serial.SerialException, OSError) as exc:
-            raise LinkError(
+        except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+            raise ConnectionLost(
                 f"cannot write to {self.url}: {exc}",
                 "check that the device (or emulator) is still running and nothing else holds the port",
             ) from None
