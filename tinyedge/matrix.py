@@ -1,0 +1,260 @@
+"""Compatibility matrix: which boards a model fits, at what estimated cost, and (``run=True``) what the
+emulated boards measure.
+
+Per board: RAM and flash needed vs available (the same fit check ``tinyedge generate`` applies, bytes
+over when it does not fit), estimated latency from the model's MACs and the core, estimated energy from
+the board's power model, and with ``run=True`` the figures measured on every emulated board that fits
+(QEMU ``-icount shift=0``: instructions, latency at the board clock, energy, parity with tflite_micro).
+
+>>> m = compatibility_matrix("kws_ref_model.tflite", "all")
+>>> print(m.to_markdown())
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from .boards import Board, board_ids, get_board
+from .errors import BoardError, TinyedgeError
+
+#: Instructions per multiply-accumulate of tinyedge's portable int8 C kernels, by core, measured in QEMU
+#: (``-icount shift=0``) on the MLPerf Tiny KWS model (DS-CNN, 2,656,768 MACs): 38.2 M instructions on the
+#: Cortex-M3 (an385), 38.5 M on the M4 (an386), 38.4 M on the M7 (an500), 38.9 M on the M33 (an505), 36.4 M on
+#: the M55 (an547), per inference, everything included (layer calls, padding, requantization). KWS does not
+#: fit the Cortex-M0 board; its figure scales the M4's by the ratio the digits model measures (1.01 M vs
+#: 0.60 M instructions: no SMLAD/SSAT, fewer wide registers). Latency is estimated as MACs x this / clock,
+#: i.e. one instruction per cycle, the assumption the emulated scores make too. Cores QEMU does not emulate
+#: borrow the nearest ISA's figure. Faster kernels make these stale: ``--run`` measures.
+INSTR_PER_MAC: dict[str, float] = {
+    "cortex-m0": 24.4,
+    "cortex-m0plus": 24.4,
+    "cortex-m3": 14.4,
+    "cortex-m4": 14.5,
+    "cortex-m7": 14.5,
+    "cortex-m33": 14.6,
+    "cortex-m55": 13.7,
+    "xtensa-lx7": 14.5,  # no measurement (no ESP32-S3 emulator here): the ARMv7-M figure
+}
+#: Fixed per-inference cost (instructions) on top of the MACs (the per-MAC figures above already include
+#: KWS's overheads; small models like digits measure ~40% more than this estimate).
+FIXED_INSTR = 0
+
+#: Samples run per emulated board with ``run=True`` unless told otherwise.
+DEFAULT_RUN_SAMPLES = 10
+
+
+@dataclass
+class Measured:
+    """What an emulated board measured (``run=True``)."""
+
+    samples: int
+    instructions: int | None
+    latency_ms: float | None
+    energy_uj: float | None
+    parity: float | None
+    accuracy: float | None
+    flash_bytes: int
+    ram_bytes: int
+
+
+@dataclass
+class Row:
+    board: str
+    name: str
+    core: str
+    clock_hz: int
+    emulated: bool
+    fits: bool
+    ram_needed: int
+    ram_available: int
+    flash_needed: int
+    flash_available: int
+    flash_measured: bool
+    est_instructions: int
+    est_latency_ms: float
+    est_energy_uj: float
+    problems: list[str] = field(default_factory=list)
+    measured: Measured | None = None
+    run_error: str | None = None
+
+    @property
+    def ram_over(self) -> int:
+        return max(self.ram_needed - self.ram_available, 0)
+
+    @property
+    def flash_over(self) -> int:
+        return max(self.flash_needed - self.flash_available, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ram_over"] = self.ram_over
+        d["flash_over"] = self.flash_over
+        return d
+
+
+@dataclass
+class Matrix:
+    model: str
+    sha256: str
+    macs: int
+    weight_bytes: int
+    arena_bytes: int
+    rows: list[Row]
+    notes: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "sha256": self.sha256, "macs": self.macs, "weight_bytes": self.weight_bytes,
+                "arena_bytes": self.arena_bytes, "boards": [r.to_dict() for r in self.rows], "notes": self.notes}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_markdown(self) -> str:
+        """A Markdown table, one board a row, then how each figure was obtained."""
+        ran = any(r.measured or r.run_error for r in self.rows)
+        head = ["board", "core", "clock", "fits", "RAM needed / has", "flash needed / has", "est. latency", "est. energy"]
+        if ran:
+            head += ["measured instructions", "measured latency", "measured energy", "parity"]
+        lines = [f"# Compatibility matrix: {self.model}", "",
+                 f"{self.macs:,} MACs, {self.weight_bytes:,} bytes of weights, arena {self.arena_bytes:,} bytes "
+                 f"(sha256 {self.sha256[:12]})", "",
+                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in self.rows:
+            fits = "yes" if r.fits else "**no**: " + ", ".join(
+                f"{what} {over:,} B over" for what, over in (("RAM", r.ram_over), ("flash", r.flash_over)) if over)
+            tilde = "" if r.flash_measured else "~"
+            cells = [r.board, r.core, f"{r.clock_hz / 1e6:g} MHz", fits,
+                     f"{r.ram_needed:,} / {r.ram_available:,}", f"{tilde}{r.flash_needed:,} / {r.flash_available:,}",
+                     f"{r.est_latency_ms:.3g} ms", f"{r.est_energy_uj:.3g} uJ"]
+            if ran:
+                m = r.measured
+                if m is not None:
+                    cells += [f"{m.instructions:,}" if m.instructions is not None else "-",
+                              f"{m.latency_ms:.3g} ms" if m.latency_ms is not None else "-",
+                              f"{m.energy_uj:.3g} uJ" if m.energy_uj is not None else "-",
+                              f"{m.parity:.3f}" if m.parity is not None else "-"]
+                else:
+                    cells += [r.run_error or "-", "-", "-", "-"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", *(f"- **{k}**: {v}" for k, v in self.notes.items())]
+        return "\n".join(lines) + "\n"
+
+
+def resolve_boards(spec: str | Iterable[str | Board]) -> list[Board]:
+    """``"all"``, ``"emulated"``, a comma-separated list of ids, or an iterable of ids/boards."""
+    if isinstance(spec, str):
+        if spec.strip() in ("all", ""):
+            return [get_board(b) for b in board_ids()]
+        if spec.strip() == "emulated":
+            return [b for b in (get_board(i) for i in board_ids()) if b.qemu]
+        spec = [s.strip() for s in spec.split(",") if s.strip()]
+    boards = [b if isinstance(b, Board) else get_board(b) for b in spec]
+    if not boards:
+        raise BoardError("no boards given", "pass --boards all or a comma-separated list of ids (tinyedge boards)")
+    return boards
+
+
+def estimate_instructions(macs: int, core: str) -> int:
+    """Instructions (= cycles at one per cycle) of one inference of a model with ``macs`` MACs on ``core``."""
+    return int(round(macs * INSTR_PER_MAC.get(core, INSTR_PER_MAC["cortex-m4"]) + FIXED_INSTR))
+
+
+def compatibility_matrix(model: str | Path, boards: str | Iterable[str | Board] = "all", *, run: bool = False,
+                         data: str | Path | None = None, samples: int = DEFAULT_RUN_SAMPLES,
+                         work_dir: str | Path | None = None, core_dir: Path | None = None,
+                         say: Callable[[str], None] = lambda s: None) -> Matrix:
+    """The compatibility matrix of ``model`` (an int8 .tflite) over ``boards``.
+
+    Raises ModelError/UnsupportedModelError when the model cannot be generated at all. With ``run``,
+    every emulated board that fits is generated, built and scored in QEMU on ``samples`` inputs: from
+    ``data`` (.npz with x, y) when given, else deterministic random int8 inputs (parity only, no
+    accuracy). A board that fails to build or run gets ``run_error`` instead of measured figures.
+    """
+    from .model import load_model
+    from .model.analysis import analyze
+
+    graph = load_model(model)
+    board_list = resolve_boards(boards)
+    analysis = analyze(graph, board_list, tflm=False)
+    rows = []
+    for b, fit in zip(board_list, analysis.fits):
+        instr = estimate_instructions(analysis.macs, b.core)
+        latency_ms = instr / b.clock_hz * 1e3
+        rows.append(Row(
+            board=b.id, name=b.name, core=b.core, clock_hz=b.clock_hz, emulated=b.qemu is not None,
+            fits=fit["fits"], ram_needed=fit["ram_needed"], ram_available=fit["ram_available"],
+            flash_needed=fit["flash_needed"], flash_available=fit["flash_available"],
+            flash_measured=fit["flash_measured"], est_instructions=instr, est_latency_ms=latency_ms,
+            est_energy_uj=b.run_power_mw * latency_ms, problems=fit["problems"]))
+    notes = {
+        "fits": "RAM = planned arena + input buffer + 4 KiB runtime (stack, buffers); flash = weights + code "
+                "(~ an estimate of 12 KiB until a build measures it): the check `tinyedge generate` applies",
+        "est. latency": "ESTIMATE: MACs x instructions per MAC of the core / clock, one instruction per "
+                        "cycle; instructions per MAC measured in QEMU for tinyedge's C kernels (tinyedge.matrix.INSTR_PER_MAC)",
+        "est. energy": "ESTIMATE: board power model (run current x voltage, from the datasheet named in the board "
+                       "file) x estimated latency",
+    }
+    if run:
+        _run_emulated(graph, model, board_list, rows, data=data, samples=samples, work_dir=work_dir,
+                      core_dir=core_dir, say=say)
+        notes["measured"] = (f"QEMU -icount shift=0 over {samples} sample(s)"
+                             + (f" of {Path(data).name}" if data else " of random int8 inputs (seeded)") +
+                             ": median instructions of one inference; latency = instructions / board clock (one "
+                             "instruction per cycle); energy = power model x that latency; parity = fraction of "
+                             "outputs equal to tflite_micro's. Real boards and boards that do not fit are not run")
+    return Matrix(model=graph.name, sha256=graph.sha256, macs=analysis.macs, weight_bytes=analysis.weight_bytes,
+                  arena_bytes=analysis.ram_bytes, rows=rows, notes=notes)
+
+
+def _random_inputs(graph: Any, n: int, path: Path) -> Path:
+    """``n`` seeded random int8 inputs for ``graph`` (labels all 0: scoring needs them, accuracy is ignored)."""
+    rng = np.random.default_rng(20240611)
+    x = rng.integers(-128, 128, size=(n, *graph.input.shape[1:]), dtype=np.int8)
+    np.savez(path, x=x, y=np.zeros(n, dtype=np.int64))
+    return path
+
+
+def _run_emulated(graph: Any, model: str | Path, boards: list[Board], rows: list[Row], *, data: str | Path | None,
+                  samples: int, work_dir: str | Path | None, core_dir: Path | None, say: Callable[[str], None]) -> None:
+    from .build import build_project
+    from .codegen import generate_project
+    from .emulate import QemuSession
+    from .score import score
+
+    own_dir = work_dir is None
+    root = Path(tempfile.mkdtemp(prefix="tinyedge-matrix-")) if own_dir else Path(work_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        inputs = Path(data) if data else _random_inputs(graph, samples, root / "random_inputs.npz")
+        for b, row in zip(boards, rows):
+            if not row.emulated:
+                row.run_error = "not emulated"
+                continue
+            if not row.fits:
+                row.run_error = "does not fit"
+                continue
+            say(f"matrix: {b.id}: generate, build, run in QEMU")
+            try:
+                project = generate_project(graph, b, root / b.id / "project")
+                built = build_project(project.path, core_dir=core_dir)
+                with QemuSession(b, built.elf) as qemu:
+                    report = score(qemu.url, inputs, model, out_dir=root / b.id / "score", limit=samples)
+            except TinyedgeError as exc:
+                row.run_error = exc.problem.splitlines()[0][:200]
+                continue
+            d = report.data
+            row.flash_needed, row.flash_measured = built.flash_bytes, True
+            row.measured = Measured(
+                samples=int(d["samples"]), instructions=d["instructions"], latency_ms=d["latency_ms"]["p50"],
+                energy_uj=d["energy_uj_per_inference"], parity=d["parity"],
+                accuracy=d["accuracy"] if data else None, flash_bytes=built.flash_bytes, ram_bytes=built.ram_bytes)
+    finally:
+        if own_dir:
+            shutil.rmtree(root, ignore_errors=True)
