@@ -1,0 +1,199 @@
+"""Renode: a ``.resc`` script and a Robot Framework suite (``.robot``) per project, and the launchers.
+
+For every board whose file names a Renode platform (``emulator.renode: {platform, uart}``):
+
+* :func:`renode_script` renders ``<id>.resc``: the machine from Renode's platform description, the
+  firmware ELF loaded, the UART on a TCP socket (so ``tinyedge score socket://...`` works as with QEMU);
+* :func:`robot_suite` renders ``<id>.robot``: boot, wait for ``m-init-done``, load one input with the
+  MLPerf Tiny ``db`` commands, one inference, and the int8 outputs checked against tflite_micro's;
+* :func:`write_renode_files` writes both into ``PROJECT/renode/``; :func:`run_renode` and
+  :func:`run_robot` start ``renode`` / ``renode-test`` when they are on PATH, and otherwise say how to
+  install Renode.
+
+The scripts are written for Renode 1.14+ (``CreateServerSocketTerminal``, ``Wait For Line On Uart``
+with ``treatAsRegex``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import proc
+from ..boards import Board, get_board
+from ..codegen.templates import render
+from ..errors import BoardError, TinyedgeError, ToolError
+
+RENODE_BIN = "renode"
+RENODE_TEST_BIN = "renode-test"
+RENODE_HINT = (
+    "install Renode 1.14 or newer and put `renode` and `renode-test` on PATH: the Linux portable package from "
+    "https://renode.io (Downloads) or https://github.com/renode/renode/releases; renode-test also needs the "
+    "Python packages of Renode's tests/requirements.txt (pip install -r <renode>/tests/requirements.txt)"
+)
+#: Input bytes per ``db`` line, as the MLPerf Tiny runner sends them (and tinyedge.link does).
+DB_CHUNK = 31
+#: Seconds Renode's terminal tester waits for each expected line.
+ROBOT_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class RenodeFiles:
+    resc: Path
+    robot: Path
+    elf: Path
+
+
+def renode_platform(board: Board) -> dict[str, str]:
+    """The board's Renode mapping ``{platform, uart}``; BoardError when Renode has no model of it."""
+    renode = (board.emulator or {}).get("renode")
+    if not renode:
+        with_renode = [b for b in _renode_board_ids()]
+        raise BoardError(
+            f"board '{board.id}' has no Renode platform (emulator.renode in {board.source})",
+            ("use QEMU (tinyedge emulate) or a board Renode models: " + ", ".join(with_renode)) if with_renode
+            else "use QEMU (tinyedge emulate)",
+        )
+    return {"platform": str(renode["platform"]), "uart": str(renode["uart"])}
+
+
+def _renode_board_ids() -> list[str]:
+    from ..boards import list_boards
+
+    return [b.id for b in list_boards() if (b.emulator or {}).get("renode")]
+
+
+def renode_script(board: Board, elf: Path | str = "firmware.elf", *, port: int = 3456) -> str:
+    """The ``.resc`` text for ``board``: ``$elf`` and ``$port`` default to ``elf`` and ``port``."""
+    return render("board.resc.j2", board=board, renode=renode_platform(board), elf=str(elf), port=int(port))
+
+
+def _regex_escape_robot(text: str) -> str:
+    # A regex for Renode's matcher, written in a Robot cell: backslashes double (Robot unescapes them once).
+    return re.escape(text).replace("\\", "\\\\")
+
+
+def robot_suite(board: Board, elf: Path | str, *, model_name: str, model_sha256: str, input_bytes: bytes,
+                expected_out: list[int] | np.ndarray, timeout_s: int = ROBOT_TIMEOUT_S) -> str:
+    """The ``.robot`` suite for one firmware: boot, ``m-init-done``, one inference on ``input_bytes`` whose
+    int8 outputs must equal ``expected_out`` (tflite_micro's) in the ``te-results`` line."""
+    data = bytes(input_bytes)
+    if not data:
+        raise TinyedgeError("the Robot suite needs a non-empty input", "pass the model's input bytes")
+    chunks = [data[i:i + DB_CHUNK].hex() for i in range(0, len(data), DB_CHUNK)]
+    out = "[" + ",".join(str(int(v)) for v in np.asarray(expected_out).reshape(-1)) + "]"
+    expected = r"te-results-ticks=\\d+,.*out=" + _regex_escape_robot(out) + r".*"
+    return render("board.robot.j2", board=board, renode=renode_platform(board), elf=str(elf), model_name=model_name,
+                  model_sha256=model_sha256, input_bytes=len(data), input_hex=chunks, expected_regex=expected,
+                  timeout_s=int(timeout_s))
+
+
+def _project_elf(project: Path) -> Path:
+    from ..build.pio import project_env  # noqa: PLC0415
+
+    return project / ".pio" / "build" / project_env(project) / "firmware.elf"
+
+
+def _project_board(project: Path) -> Board:
+    manifest = project / "tinyedge.json"
+    try:
+        return get_board(str(json.loads(manifest.read_text())["board"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        raise TinyedgeError(f"{project} has no readable tinyedge.json with a board id",
+                            "pass a project made by `tinyedge generate`") from None
+
+
+def write_renode_files(project_dir: Path | str, *, seed: int = 0) -> RenodeFiles:
+    """Write ``PROJECT/renode/<board>.resc`` and ``<board>.robot`` for a generated project.
+
+    The suite's input is a seeded random int8 input of the project's model (``model.tflite``); its
+    expected outputs come from the tflite_micro interpreter.
+    """
+    project = Path(project_dir).resolve()
+    if not (project / "platformio.ini").is_file() or not (project / "model.tflite").is_file():
+        raise TinyedgeError(f"{project} is not a tinyedge project (no platformio.ini or model.tflite)",
+                            "generate one with `tinyedge generate`")
+    board = _project_board(project)
+    renode_platform(board)  # fail before any work for boards Renode does not model
+    from ..model import load_model
+    from ..oracle import run_tflm
+
+    graph = load_model(project / "model.tflite")
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, size=(1, *graph.input.shape[1:]), dtype=np.int8)
+    expected = np.asarray(run_tflm(graph.model_bytes, x)).reshape(-1)
+    elf = _project_elf(project)
+    out = project / "renode"
+    out.mkdir(exist_ok=True)
+    resc = out / f"{board.id}.resc"
+    robot = out / f"{board.id}.robot"
+    resc.write_text(renode_script(board, elf))
+    robot.write_text(robot_suite(board, elf, model_name=graph.name, model_sha256=graph.sha256,
+                                 input_bytes=x.tobytes(), expected_out=expected))
+    return RenodeFiles(resc=resc, robot=robot, elf=elf)
+
+
+def _require(tool: str) -> str:
+    return proc.which(tool, RENODE_HINT)
+
+
+def _require_elf(files: RenodeFiles, project: Path) -> None:
+    if not files.elf.is_file():
+        raise ToolError(f"{files.elf} does not exist", f"build it first with `tinyedge build {project}`")
+
+
+def write_shipped_scripts(folder: Path | str) -> list[Path]:
+    """Write ``<id>.resc`` for every board with a Renode platform into ``folder`` (the ``renode/`` folder
+    that ships with tinyedge holds these; ``$elf`` and ``$port`` are set by whoever includes them)."""
+    from ..boards import list_boards
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for board in list_boards():
+        if (board.emulator or {}).get("renode"):
+            path = folder / f"{board.id}.resc"
+            path.write_text(renode_script(board))
+            written.append(path)
+    return written
+
+
+def renode_command(resc: Path, elf: Path, port: int) -> list[str]:
+    """``renode`` headless, running ``resc`` with ``$elf``/``$port`` set, then starting the machine."""
+    return [RENODE_BIN, "--disable-xwt", "--console", "--plain", "-e",
+            f"$elf=@{elf}; $port={int(port)}; include @{resc}; start"]
+
+
+def run_renode(project_dir: Path | str, serial_port: int | None = None, *,
+               echo: Callable[[str], None] = lambda msg: print(msg, flush=True)) -> int:
+    """Run a built project's firmware in Renode with its UART on TCP ``serial_port``; returns Renode's exit code."""
+    from .qemu import free_port
+
+    project = Path(project_dir).resolve()
+    files = write_renode_files(project)
+    _require(RENODE_BIN)
+    _require_elf(files, project)
+    port = serial_port or free_port()
+    echo(f"Renode runs {files.elf.name} of {project.name} ({files.resc.name}); its UART is on "
+         f"socket://127.0.0.1:{port}. Quit Renode with `quit` in its console.")
+    return proc.run(renode_command(files.resc, files.elf, port), check=False, capture=False, timeout=None,
+                    what="renode").returncode
+
+
+def run_robot(project_dir: Path | str, *, results_dir: Path | str | None = None,
+              echo: Callable[[str], None] = lambda msg: print(msg, flush=True)) -> int:
+    """Run the project's Robot Framework suite with ``renode-test``; returns its exit code (0: all passed)."""
+    project = Path(project_dir).resolve()
+    files = write_renode_files(project)
+    tool = _require(RENODE_TEST_BIN)
+    _require_elf(files, project)
+    results = Path(results_dir) if results_dir else project / "renode" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    echo(f"renode-test {files.robot} (results in {results})")
+    return proc.run([tool, str(files.robot), "--results-dir", str(results)], check=False, capture=False,
+                    timeout=None, what="renode-test").returncode
