@@ -21,18 +21,39 @@ import click
 @click.option("--allow-model-mismatch", is_flag=True,
               help="Score even when the firmware was built from a different model (recorded in the report).")
 @click.option("--baud", type=int, default=None, help="Baud rate for a tty (default 115200).")
+@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              metavar="TINYEDGE.toml",
+              help="Project file whose [slo] table adds SLOs (default: ./tinyedge.toml when present).")
+@click.option("--power-trace", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="TRACE.csv",
+              help="Measured power-monitor trace (time, current or power, gpio marker): energy is integrated over "
+                   "the inference windows instead of taken from the board's power model.")
+@click.option("--voltage", "voltage_v", type=float, default=None,
+              help="Supply voltage for a trace that has current but no voltage column (default: the board's).")
+@click.option("--timeout", "timeout", type=click.FloatRange(min=0.05), default=None,
+              help="Per-line timeout for commands other than inferences, in seconds (default 5).")
+@click.option("--no-profile", is_flag=True, help="Skip the per-layer te-profile run.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path), metavar="DIR",
-              help="Folder for raw.log, records.jsonl, report.json, report.md.")
+              help="Session folder: raw.log, records.jsonl, report.json/.md/.html, summary.md, junit.xml.")
 def cmd(port: str, data: Path, model: Path, limit: int | None, slos: tuple[str, ...], allow_model_mismatch: bool,
-        baud: int | None, out_dir: Path) -> None:
-    """Stream a labelled test set to a device and score accuracy, parity, latency, energy and memory."""
+        baud: int | None, config: Path | None, power_trace: Path | None, voltage_v: float | None,
+        timeout: float | None, no_profile: bool, out_dir: Path) -> None:
+    """Stream a labelled test set to a device and score accuracy, parity, latency, energy, drift and memory.
+
+    Exits 1 when an SLO (--slo or the [slo] table of tinyedge.toml) is missed. In GitHub Actions the
+    summary is appended to $GITHUB_STEP_SUMMARY; junit.xml has one test case per SLO.
+    """
     from rich.console import Console
 
-    from ..score import score
+    from ..score import load_project_slos, score
 
     console = Console()
-    report = score(port, data, model, out_dir=out_dir, limit=limit, slos=list(slos),
-                   allow_model_mismatch=allow_model_mismatch, baud=baud, progress=console.is_terminal)
+    project_slos, project_file = load_project_slos(config)
+    if project_file is not None:
+        console.print(f"[dim]SLOs from {project_file}: {', '.join(project_slos) or 'none'}[/dim]")
+    report = score(port, data, model, out_dir=out_dir, limit=limit, slos=[*project_slos, *slos],
+                   allow_model_mismatch=allow_model_mismatch, baud=baud, progress=console.is_terminal,
+                   power_trace=power_trace, voltage_v=voltage_v, timeouts={"*": timeout} if timeout else None,
+                   profile=not no_profile)
     if not print_report(report, out_dir, console):
         sys.exit(1)
 
@@ -47,10 +68,19 @@ def print_report(report, out_dir: Path, console=None) -> bool:
     for key, value in report.summary_rows():
         table.add_row(key, value)
     console.print(table)
-    if report.data["emulated"]:
-        console.print("[dim]latency is an estimate from QEMU instruction counts; energy is from the board's "
-                      "power model (see report.md)[/dim]")
-    console.print(f"report: {out_dir / 'report.md'}")
+    d = report.data
+    if d["emulated"]:
+        console.print("[dim]latency is an estimate from QEMU instruction counts (see report.md)[/dim]")
+    console.print(f"[dim]energy: {'measured from the power trace' if d.get('energy_source') == 'trace' else 'board power model'}"
+                  "[/dim]")
+    if d.get("model_mismatch"):
+        console.print(f"[yellow]model mismatch allowed: firmware runs {d['firmware_model_sha256']}, "
+                      f"scored against {d['model_sha256']}[/yellow]")
+    link = d.get("link", {})
+    if link.get("corrupt_lines") or link.get("reconnects"):
+        console.print(f"[dim]link: {link['corrupt_lines']} corrupt lines, {link['retries']} retries, "
+                      f"{link['resyncs']} resyncs, {link['reconnects']} reconnects (all bytes in raw.log)[/dim]")
+    console.print(f"report: {out_dir / 'report.html'} (also report.md, report.json, junit.xml, summary.md)")
     if report.slo_results:
         missed = report.failed
         if missed:
