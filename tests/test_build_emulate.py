@@ -159,7 +159,25 @@ def test_port_compiles_strict(tmp_path, board, core, fpu, uart, base):
 
 def test_unsupported_board_is_a_clear_error(board):
     with pytest.raises(TinyedgeError, match="uart driver|UART driver"):
+        project_files(dataclasses.replace(board, uart={"driver": "bogus", "baud": 115200}), project_name="x")
+    # The Arduino port needs the Arduino framework (a stock PlatformIO platform).
+    with pytest.raises(TinyedgeError, match="framework: arduino"):
         project_files(dataclasses.replace(board, uart={"driver": "arduino", "baud": 115200}), project_name="x")
+    with pytest.raises(TinyedgeError, match="only supports Cortex-M"):
+        project_files(dataclasses.replace(board, core="xtensa-lx7"), project_name="x")
+
+
+def test_arduino_board_files():
+    """An Arduino-framework board: stock platform/board/framework, no linker script or startup code."""
+    files = project_files(get_board("nucleo_l4r5zi"), project_name="demo")
+    assert set(files) == {"platformio.ini", "src/te_port.h", "src/te_port.cpp"}
+    ini = files["platformio.ini"]
+    for line in ("platform = ststm32", "board = nucleo_l4r5zi", "framework = arduino", "upload_protocol = stlink",
+                 "build_src_flags = -Dmain=te_app_main"):
+        assert line in ini
+    port = files["src/te_port.cpp"]
+    assert "#undef main" in port and "void setup(void)" in port and "te_app_main()" in port
+    assert "TE_DWT_CYCCNT" in port and "Serial" in port
 
 
 # ------------------------------------------------------------------------------------------ build
@@ -237,6 +255,7 @@ def test_firmware_runs_in_qemu(built, board):
 def measure(board, elf, loops: list[int]) -> list[int]:
     with QemuSession(board, elf) as qemu:
         link = qemu.open_serial(timeout=20)
+        link.timeout = 30  # a long loop takes over a second of host time on a loaded machine
         link.readline()
         counts = []
         for k in loops:
@@ -394,16 +413,40 @@ def test_upload_of_emulated_board_runs_qemu(built, pio_core_env):
     assert replies == [f"te-port-test {BOARD_ID}", "echo: uploaded"]
 
 
-def test_upload_failure_is_explained(tmp_path, board, core_dir):
-    """An uploader that cannot open the port becomes one TinyedgeError saying what to try."""
+UPLOADER_FAILURES = {
+    # What common uploaders print -> (the problem tinyedge reports, a word of what to try).
+    "permission": ("could not open port '/dev/ttyACM7': [Errno 13] Permission denied: '/dev/ttyACM7'",
+                   "permission denied", "dialout"),
+    "busy": ("could not open port /dev/ttyACM7: [Errno 16] Device or resource busy: '/dev/ttyACM7'",
+             "port is busy", "serial monitor"),
+    "no-device-stlink": ("Error: open failed\nin procedure 'program'", "no board found", "--upload-port"),
+    "no-device-serial": ("Error: Please specify `upload_port` for environment or use global `--upload-port` option.",
+                         "no board found", "pio device list"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UPLOADER_FAILURES))
+def test_upload_failure_is_explained(tmp_path, board, core_dir, case):
+    """An uploader failure (no device, permission denied, busy) becomes one TinyedgeError saying what to try."""
+    printed, problem, hint = UPLOADER_FAILURES[case]
     hardware = dataclasses.replace(board, emulator={})
     project = write_project(tmp_path / "hw", hardware)
-    (project / "fake_uploader.py").write_text(
-        "import sys\nprint(\"could not open port '/dev/ttyACM7': [Errno 13] Permission denied: '/dev/ttyACM7'\")\n"
-        "sys.exit(1)\n"
-    )
+    (project / "fake_uploader.py").write_text(f"import sys\nprint({printed!r})\nsys.exit(1)\n")
     ini = project / "platformio.ini"
     ini.write_text(ini.read_text() + 'upload_command = "$PYTHONEXE" "$PROJECT_DIR/fake_uploader.py"\n')
-    with pytest.raises(TinyedgeError, match="permission denied") as err:
+    with pytest.raises(TinyedgeError, match=problem) as err:
         flash_project(project, upload_port="/dev/ttyACM7", core_dir=core_dir)
-    assert "dialout" in str(err.value)
+    message = str(err.value)
+    assert hint in message and "Try:" in message and "Traceback" not in message
+    assert message.count("\n") == 0  # one line
+
+
+def test_cli_flash_failure_is_one_line(tmp_path, board, core_dir, monkeypatch):
+    monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(core_dir))
+    project = write_project(tmp_path / "hw", dataclasses.replace(board, emulator={}))
+    (project / "fake_uploader.py").write_text("import sys\nprint('No device found on ttyACM0')\nsys.exit(1)\n")
+    ini = project / "platformio.ini"
+    ini.write_text(ini.read_text() + 'upload_command = "$PYTHONEXE" "$PROJECT_DIR/fake_uploader.py"\n')
+    out = CliRunner().invoke(cli, ["flash", str(project)])
+    assert out.exit_code == 2, out.output
+    assert "error: upload of" in out.output and "no board found" in out.output and "Traceback" not in out.output

@@ -54,8 +54,17 @@ class CModel:
     context: dict
 
 
-def render_model(program: Program, plan: MemoryPlan | None = None, *, mlperf_id: str | None = None) -> CModel:
-    """Render the model's C sources (kernels included) for a Program."""
+def render_model(program: Program, plan: MemoryPlan | None = None, *, mlperf_id: str | None = None,
+                 board=None) -> CModel:
+    """Render the model's C sources (kernels included) for a Program.
+
+    With ``board``, the Program is first specialised for it (``tinyedge.codegen.target.specialize``:
+    DSP kernels on cores that have them) and ``plan``, when given, must be that Program's plan.
+    """
+    if board is not None:
+        from .target import specialize
+
+        program = specialize(program, board)
     plan = plan or plan_memory(program)
     g = program.graph
 
@@ -71,7 +80,7 @@ def render_model(program: Program, plan: MemoryPlan | None = None, *, mlperf_id:
             names[key] = name
             arrays.append(dict(name=name, ctype=_CTYPES[arr.dtype], size=arr.size, body=c_array_body(arr),
                                comment=f"layer {i} ({s.op.opcode}) {key} {list(arr.shape)}"))
-        args = [_arg(a, i, s, names, buf) for a in s.args]
+        args = [_arg(a, i, s, names, buf, plan) for a in s.args]
         steps.append(dict(op_index=s.op.index, opcode=s.op.opcode, out_shape=list(g.tensor(s.outputs[0]).shape),
                           macs=s.macs, struct=s.struct, params=list(s.params.items()) if s.struct else [],
                           call=f"{s.kernel}({', '.join(args)})"))
@@ -106,14 +115,23 @@ def kernel_sources() -> list[str]:
     return sorted(p.name for p in templates_dir().glob("te_kernels*.j2"))
 
 
-def _arg(token: str, layer: int, step, names: dict[str, str], buf) -> str:
-    """One C argument of a kernel call from the Step's argument spec."""
+def _arg(token: str, layer: int, step, names: dict[str, str], buf, plan: MemoryPlan | None = None) -> str:
+    """One C argument of a kernel call from the Step's argument spec.
+
+    ``scratch`` is the step's planned working memory; ``const:<name>@<ctype>`` passes the array cast to
+    ``const <ctype> *``.
+    """
     if token == "params":
         return f"&te_p{layer}"
     if token.startswith("="):
         return token[1:]
+    if token == "scratch":
+        return f"te_arena + {plan.scratch_offset(layer)}"
     if token.startswith("const:"):
-        return names.get(token[6:], "0")
+        name, _, ctype = token[6:].partition("@")
+        if ctype and name in names:
+            return f"(const {ctype} *)(const void *){names[name]}"
+        return names.get(name, "0")
     if token.startswith("in"):
         return buf(step.inputs[int(token[2:])])
     if token.startswith("out"):

@@ -70,7 +70,9 @@ def project_sources(graph: Graph, board: Board, *, mlperf_id: str | None = None)
     """All files of the project in memory (nothing written), after the support and fit checks."""
     from ..build import project_files  # the board side: platformio.ini, linker script, startup, port
 
-    program = build_program(graph)
+    from .target import specialize  # the board's fastest exact kernels (DSP on cores that have it)
+
+    program = specialize(build_program(graph), board)
     plan = plan_memory(program)
     fit = fit_report(program, plan, board, graph.input.nbytes)
     if not fit.fits:

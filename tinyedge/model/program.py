@@ -47,6 +47,8 @@ class Step:
     macs: int = 0
     struct: str | None = None
     args: list[str] = field(default_factory=list)
+    scratch: int = 0  # bytes of working memory the kernel needs during the call (arg token "scratch")
+    inplace: bool = False  # the kernel may write out0 over in0 (the planner does so only where in0 dies)
 
     @property
     def weight_bytes(self) -> int:

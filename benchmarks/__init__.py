@@ -1,0 +1,1 @@
+"""tinyedge benchmarks: ``python -m benchmarks --out results.json`` (see README.md, "Benchmarks")."""

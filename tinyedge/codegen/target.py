@@ -1,0 +1,184 @@
+"""Target specialisation: map a Program's portable kernel steps to the fastest kernels a board has.
+
+For cores with the DSP extension (``board.dsp``: Cortex-M4/M7/M33/M55, ``__ARM_FEATURE_DSP``) CONV_2D,
+DEPTHWISE_CONV_2D and FULLY_CONNECTED become the SMLAD/SXTB16 kernels of ``te_kernels_dsp.c``. The work
+that does not depend on the input is done here, at generation time:
+
+* weights are re-ordered for the kernels' access pattern (rows padded to whole words; depthwise taps
+  widened to the int16 pairs SMLABB/SMLATT read);
+* the input zero point is folded into the bias (``bias + input_offset * sum(w)``) wherever padding
+  allows it, so the inner loops multiply raw int8 values;
+* TFLM's requantization (``MultiplyByQuantizedMultiplier``, double rounding) plus the output zero point
+  becomes four per-channel constants ``{bias, m2, r, s1}`` (see ``te_kernels_dsp.h``), with a per-layer
+  mode that drops the negative-rounding fix-up and the clamp when they cannot change a result.
+
+Every rewrite is exact: a layer whose constants cannot be proven free of int32 overflow, or whose shape
+the DSP kernels do not cover, keeps its portable kernel. The differential tests run both paths against
+the tflite_micro interpreter (the DSP one in QEMU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..model.program import Program, Step
+
+INT32_MAX = 2**31 - 1
+#: The kernel families this pass knows how to specialise, by portable kernel name.
+DSP_KERNELS = ("te_conv2d_s8", "te_dwconv2d_s8", "te_fc_s8")
+
+
+def specialize(program: Program, board=None) -> Program:
+    """The Program with every step the board has a faster exact kernel for replaced by it.
+
+    ``board`` is a :class:`tinyedge.boards.Board` (or None: the portable program, unchanged).
+    """
+    if board is None or not getattr(board, "dsp", False):
+        return program
+    steps = [(_dsp_step(s, i) or s) for i, s in enumerate(program.steps)]
+    return dataclasses.replace(program, steps=steps)
+
+
+def variant(program: Program) -> str:
+    """``"dsp"`` when any step runs a DSP kernel, else ``"portable"``."""
+    return "dsp" if any("_dsp" in s.kernel for s in program.steps) else "portable"
+
+
+def _x_max(in_offset: int) -> int:
+    """Largest |x + input_offset| over int8 x."""
+    return max(127 + in_offset, 128 - in_offset)
+
+
+def requant_constants(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, acc_bound: np.ndarray, out_zp: int,
+                      act_min: int, act_max: int) -> tuple[np.ndarray, int, int] | None:
+    """Per-channel ``te_rq`` rows ``{bias, m2, r, s1}``, the layer's left shift and mode; None when not exact.
+
+    ``acc_bound`` bounds |accumulator| (bias included) per channel. With ``t = SRDHM(acc << lsh, m)``
+    computed as ``SMMLAR(acc << lsh, 2m - 2^32, acc << lsh)`` (exact for m in [2^30, 2^31)), TFLM's
+    ``RoundingDivideByPOT(t, s) + zp`` equals ``(2^s + (zp << (s+1)) + 2t - (t < 0)) >> (s+1)``.
+    """
+    n = len(bias)
+    mult = np.broadcast_to(np.asarray(mult, dtype=np.int64), (n,))
+    shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), (n,))
+    lsh = np.maximum(shift, 0)
+    if len(set(lsh.tolist())) != 1 or np.any(mult < 2**30) or np.any(mult >= 2**31):
+        return None
+    left = int(lsh[0])
+    s = np.maximum(-shift, 0)
+    if np.any(s > 29):
+        return None
+    s1 = s + 1
+    r = (np.int64(1) << s) + (np.int64(out_zp) << s1)
+    shifted = acc_bound.astype(np.int64) << left
+    t_bound = shifted + 1
+    if np.any(shifted > INT32_MAX) or np.any(2 * t_bound + np.abs(r) + 1 > INT32_MAX) or np.any(np.abs(bias) > INT32_MAX):
+        return None
+    m2 = mult * 2 - 2**32
+    rq = np.stack([bias.astype(np.int64), m2, r, s1], axis=1).astype(np.int32)
+    corr = act_min < out_zp  # a negative t can only matter when the clamp does not swallow it
+    clamp = act_min > -128 or act_max < 127
+    return rq, left, int(corr) | (int(clamp) << 1)
+
+
+def _bias(step: Step, n: int) -> np.ndarray:
+    b = step.consts.get("bias")
+    return np.zeros(n, dtype=np.int64) if b is None else b.astype(np.int64)
+
+
+def _conv_params(p: dict, **extra) -> dict:
+    keys = ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w",
+            "dil_h", "dil_w", "pad_h", "pad_w")
+    out = {k: p[k] for k in keys}
+    out.update(extra)
+    return out
+
+
+def _dsp_step(s: Step, index: int) -> Step | None:
+    if s.kernel == "te_conv2d_s8":
+        return _dsp_conv(s)
+    if s.kernel == "te_dwconv2d_s8":
+        return _dsp_dwconv(s)
+    if s.kernel == "te_fc_s8":
+        return _dsp_fc(s)
+    return None
+
+
+def _dsp_conv(s: Step) -> Step | None:
+    p = s.params
+    w = s.consts["filter"].astype(np.int64)  # (oc, kh, kw, ic)
+    oc, ic = p["out_c"], p["in_c"]
+    patch = p["k_h"] * p["k_w"] * ic
+    pointwise = (p["k_h"] == p["k_w"] == 1 and p["stride_h"] == p["stride_w"] == 1 and p["pad_h"] == p["pad_w"] == 0
+                 and p["in_h"] == p["out_h"] and p["in_w"] == p["out_w"] and ic % 4 == 0)
+    kpad = (patch + 3) // 4 * 4
+    if kpad > 8000:
+        return None
+    flat = w.reshape(oc, patch)
+    filt = np.zeros((oc, kpad), dtype=np.int8)
+    filt[:, :patch] = flat
+    in_off = int(p["in_offset"])
+    bias = _bias(s, oc) + in_off * flat.sum(axis=1)  # padding is filled with the zero point: exact
+    bound = np.abs(_bias(s, oc)) + np.abs(flat).sum(axis=1) * _x_max(in_off)
+    rq = requant_constants(bias, s.consts["mult"], s.consts["shift"], bound, p["out_offset"], p["act_min"], p["act_max"])
+    if rq is None:
+        return None
+    rows, lsh, mode = rq
+    params = _conv_params(p, kpad=kpad, pointwise=int(pointwise), lsh=lsh, mode=mode, in_zp=-in_off, in_off=in_off,
+                          act_min=p["act_min"], act_max=p["act_max"])
+    return dataclasses.replace(
+        s, kernel=f"te_conv2d_s8_dsp_m{mode}", struct="te_dsp_conv_params", params=params,
+        consts={"filter": filt, "rq": rows},
+        args=["params", "in0", "const:filter", "const:rq@te_rq", "out0", "scratch"],
+        scratch=8 * kpad + (0 if pointwise else kpad), inplace=pointwise and oc <= ic)
+
+
+def _dsp_dwconv(s: Step) -> Step | None:
+    p = s.params
+    c = p["in_c"]
+    if p["depth_mult"] != 1 or c % 4 or p["out_c"] != c:
+        return None
+    w = s.consts["filter"].astype(np.int64)  # (1, kh, kw, c)
+    taps = p["k_h"] * p["k_w"]
+    flat = w.reshape(taps, c)
+    # int16 pairs per tap and group of 4 channels: (c0, c2), (c1, c3) as SXTAB16 widens the input word
+    filt = flat.reshape(taps, c // 4, 4)[:, :, [0, 2, 1, 3]].astype(np.int16).reshape(-1)
+    in_off = int(p["in_offset"])
+    bias = _bias(s, c)
+    bound = np.abs(bias) + np.abs(flat).sum(axis=0) * _x_max(in_off)
+    rq = requant_constants(bias, s.consts["mult"], s.consts["shift"], bound, p["out_offset"], p["act_min"], p["act_max"])
+    if rq is None:
+        return None
+    rows, lsh, mode = rq
+    params = _conv_params(p, kpad=0, pointwise=0, lsh=lsh, mode=mode, in_zp=-in_off, in_off=in_off,
+                          act_min=p["act_min"], act_max=p["act_max"])
+    inplace = (p["stride_h"] == 1 and p["in_h"] == p["out_h"] and p["in_w"] == p["out_w"])
+    return dataclasses.replace(
+        s, kernel=f"te_dwconv2d_s8_dsp_m{mode}", struct="te_dsp_conv_params", params=params,
+        consts={"filter": filt, "rq": rows},
+        args=["params", "in0", "const:filter", "const:rq@te_rq", "out0", "scratch"],
+        scratch=(p["pad_h"] + 1) * p["out_w"] * c, inplace=inplace)
+
+
+def _dsp_fc(s: Step) -> Step | None:
+    p = s.params
+    if p["filter_offset"] != 0:
+        return None
+    w = s.consts["filter"].astype(np.int64)  # (out, in)
+    n, depth = w.shape
+    kpad = (depth + 3) // 4 * 4
+    filt = np.zeros((n, kpad), dtype=np.int8)
+    filt[:, :depth] = w
+    in_off = int(p["in_offset"])
+    bias = _bias(s, n) + in_off * w.sum(axis=1)
+    bound = np.abs(_bias(s, n)) + np.abs(w).sum(axis=1) * _x_max(in_off)
+    rq = requant_constants(bias, s.consts["mult"], s.consts["shift"], bound, p["out_offset"], p["act_min"], p["act_max"])
+    if rq is None:
+        return None
+    rows, lsh, mode = rq
+    params = dict(batches=p["batches"], in_depth=depth, out_depth=n, kpad=kpad, lsh=lsh, mode=mode,
+                  act_min=p["act_min"], act_max=p["act_max"])
+    return dataclasses.replace(
+        s, kernel=f"te_fc_s8_dsp_m{mode}", struct="te_dsp_fc_params", params=params, consts={"filter": filt, "rq": rows},
+        args=["params", "in0", "const:filter", "const:rq@te_rq", "out0"], scratch=0, inplace=False)
