@@ -219,3 +219,76 @@ def test_wait_ready_probes_a_silent_device():
     c = DutClient(t)
     c.wait_ready(3, quiet=0.2)
     assert c.name() == "dut-[tinyedge]"
+
+
+@settings(max_examples=10_000, deadline=None, database=None)
+@given(st.lists(st.one_of(st.binary(max_size=64),
+                          st.sampled_from([b"\r\n", b"\n", b"m-ready", b"te-", b"*", b"e-[", b"\x00", b"\xff"]),
+                          printable.map(lambda s: P.with_crc("te-" + s).encode())), max_size=12),
+       st.integers(1, 64))
+def test_parser_fuzz_10000_streams(parts, chunk):
+    """Done-when: 10,000 random byte streams (garbage mixed with protocol fragments and valid te- lines),
+    fed in random chunk sizes: the parser never raises, and accepts a te- line only with its CRC."""
+    data = b"".join(parts)
+    p = P.LineParser(max_line=256)
+    lines = []
+    for i in range(0, len(data), chunk):
+        lines += p.feed(data[i:i + chunk])
+    p.flush()
+    for ln in lines:
+        if ln.kind == P.TE:
+            assert ln.raw.rstrip(b"\r").lstrip(b"\x00\xff").endswith(b"*%04X" % P.crc16_ccitt_false(ln.text.encode()))
+    assert p.stats.lines == len(lines)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=700))
+def test_cobs_round_trip(data):
+    frame = P.cobs_encode(data)
+    assert b"\x00" not in frame and P.cobs_decode(frame) == data
+    assert len(frame) <= len(data) + len(data) // 254 + 1
+
+
+def test_cobs_rejects_malformed_frames():
+    for bad in [b"\x00", b"\x05ab", b"\x03a\x00"]:
+        with pytest.raises(ValueError):
+            P.cobs_decode(bad)
+
+
+def test_reconnect_with_backoff_over_a_real_socket(tmp_path):
+    """The port disappears and comes back: reconnect() reopens it, the raw log keeps both sessions' bytes."""
+    import socket
+
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(2)
+    port = srv.getsockname()[1]
+
+    def serve():
+        for banner in (b"m-init-done\r\nm-ready\r\n", None):
+            conn, _ = srv.accept()
+            if banner:
+                conn.sendall(banner + b"m-par")  # a partial line, then the cable is pulled
+                conn.close()
+            else:
+                assert conn.recv(64).endswith(b"name%")  # the reconnect probe
+                conn.sendall(b"m-name-dut-[tinyedge]\r\nm-ready\r\n")
+                conn.recv(64)
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    from tinyedge.link import ConnectionLost
+
+    c = DutClient(Transport(f"socket://127.0.0.1:{port}", raw_log=tmp_path / "raw.log", connect_timeout=2))
+    c.wait_ready(2)
+    with pytest.raises(ConnectionLost):
+        c._next_line(2)
+    c.reconnect(max_wait=5, ready_timeout=3)
+    assert c.counters.reconnects == 1 and c.parser.stats.truncated == 1
+    c.close()
+    srv.close()
+    thread.join(5)
+    assert (tmp_path / "raw.log").read_bytes() == (b"m-init-done\r\nm-ready\r\nm-par"
+                                                   b"m-name-dut-[tinyedge]\r\nm-ready\r\n")

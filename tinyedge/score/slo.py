@@ -93,7 +93,7 @@ def load_project_slos(path: str | Path | None = None) -> tuple[list[str], Path |
     import tomllib
 
     if path is None:
-        path = Path("tinyedge.toml")
+        path = Path.cwd() / "tinyedge.toml"
         if not path.is_file():
             return [], None
     path = Path(path)
