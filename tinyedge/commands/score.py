@@ -49,7 +49,7 @@ def cmd(port: str, data: Path, model: Path, limit: int | None, slos: tuple[str, 
     console = Console()
     project_slos, project_file = load_project_slos(config)
     if project_file is not None:
-        console.print(f"[dim]SLOs from {project_file}: {', '.join(project_slos) or 'none'}[/dim]")
+        console.print(f"[dim]SLOs from {project_file}: {', '.join(project_slos) or 'none'}[/dim]", soft_wrap=True)
     report = score(port, data, model, out_dir=out_dir, limit=limit, slos=[*project_slos, *slos],
                    allow_model_mismatch=allow_model_mismatch, baud=baud, progress=console.is_terminal,
                    power_trace=power_trace, voltage_v=voltage_v, timeouts={"*": timeout} if timeout else None,
