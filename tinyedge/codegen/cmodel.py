@@ -9,6 +9,7 @@ import numpy as np
 from .. import __version__
 from ..model.memplan import MemoryPlan, plan_memory
 from ..model.program import Program
+from ..model.ops_extra import boundary_quantization
 from ..paths import templates_dir
 from .templates import render
 
@@ -86,11 +87,13 @@ def render_model(program: Program, plan: MemoryPlan | None = None, *, mlperf_id:
                           call=f"{s.kernel}({', '.join(args)})"))
 
     x, y = g.tensor(program.input), g.tensor(program.output)
-    in_scale, in_zp = x.q()
-    out_scale, out_zp = y.q()
+    in_scale, in_zp = boundary_quantization(program, program.input)  # of the int8 side for float32 I/O
+    out_scale, out_zp = boundary_quantization(program, program.output)
     model = dict(
         name=g.name, sha256=g.sha256, mlperf_id=mlperf_id or mlperf_model_id(g.name),
-        input_bytes=x.nbytes, output_count=y.size, arena_bytes=max(plan.arena_bytes, 16), naive_bytes=plan.naive_bytes,
+        input_bytes=x.nbytes, output_count=y.size, output_bytes=y.nbytes,
+        input_is_float=int(x.dtype == "FLOAT32"), output_is_float=int(y.dtype == "FLOAT32"),
+        arena_bytes=max(plan.arena_bytes, 16), naive_bytes=plan.naive_bytes,
         macs=program.macs, weight_bytes=sum(a["size"] * (1 if a["ctype"] == "int8_t" else 4) for a in arrays),
         input_scale=_float_literal(in_scale), input_zero_point=in_zp,
         output_scale=_float_literal(out_scale), output_zero_point=out_zp,

@@ -139,7 +139,8 @@ def build_program(g: Graph) -> Program:
         problems.append(f"the model has {g.num_subgraphs} subgraphs; tinyedge generates code for single-subgraph models")
     if len(g.inputs) != 1 or len(g.outputs) != 1:
         problems.append(f"the model has {len(g.inputs)} inputs and {len(g.outputs)} outputs; tinyedge supports one of each")
-    float_io = [i for i in list(g.inputs) + list(g.outputs) if g.tensor(i).dtype not in ("INT8",)]
+    float_io = [i for i in list(g.inputs) + list(g.outputs)
+                if g.tensor(i).dtype not in ("INT8",) and not float_boundary_ok(g, i)]
     float_model = any(g.tensor(i).dtype == "FLOAT32" for i in float_io)
     for i in list(g.inputs) + list(g.outputs):
         t = g.tensor(i)
@@ -159,12 +160,13 @@ def build_program(g: Graph) -> Program:
             continue
         if op.opcode in FOLD_OPS or (op.opcode in ALIAS_OPS and _const_value(g, folded, op.inputs[0]) is not None):
             v = _fold(g, op, folded)
-            if v is None:
+            if v is not None:
+                folded[op.outputs[0]] = v
+                continue
+            if op.opcode not in _LOWER:  # STRIDED_SLICE of a run-time tensor has a kernel
                 problems.append(f"op {op.index} {op.opcode} {_types(g, op)}: its inputs are not known at generation time "
                                 "(dynamic shape)")
-            else:
-                folded[op.outputs[0]] = v
-            continue
+                continue
         if op.opcode in ALIAS_OPS:
             problems += _act_problems(g, op, [op.inputs[0]], "input") + _act_problems(g, op, op.outputs, "output")
             src = op.inputs[0]
@@ -339,3 +341,10 @@ _LOWER: dict[str, Callable[[Graph, Operator], tuple[Step | None, list[str]]]] = 
     "SOFTMAX": _lower_softmax,
 }
 assert set(_LOWER) == set(KERNEL_OPS)
+
+# Element-wise, reduction and data-movement ops, and float32 I/O at the model boundary (ops_extra.py).
+from .ops_extra import EXTRA_LOWER, float_boundary_ok  # noqa: E402  (ops_extra builds on this module)
+
+_LOWER.update(EXTRA_LOWER)
+KERNEL_OPS += tuple(o for o in EXTRA_LOWER if o not in KERNEL_OPS + FOLD_OPS)
+SUPPORTED_OPS = KERNEL_OPS + ALIAS_OPS + FOLD_OPS
