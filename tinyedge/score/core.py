@@ -184,7 +184,7 @@ def score(
     sha = hashlib.sha256(model_bytes).hexdigest()
     io = model_io(model_bytes, model)
     trace = integrate_trace(power_trace, voltage_v=voltage_v) if power_trace is not None else None
-    x, y = load_npz(data, need_labels=False)
+    x, y = load_npz(data)
     if limit is not None:
         x, y = x[:limit], (y[:limit] if y is not None else None)
     if len(x) == 0:
