@@ -146,6 +146,21 @@ def test_esp32_sources_are_portable_c(real_projects, tmp_path):
         proc.run([cc, "-std=gnu11", "-O1", "-Dmain=te_app_main", "-c", str(src), "-o", str(tmp_path / (src.stem + ".o"))])
 
 
+def test_real_board_build_offline_says_what_is_missing(real_projects):
+    """A stock-platform project needs no arm-none-eabi-gcc (its platform brings a toolchain); offline, `pio run`
+    fails to install the platform (after ~1 minute of retries, so the output it printed here is replayed)."""
+    from tinyedge.build.pio import _download_error, uses_tinyedge_platform
+
+    project = real_projects["pico"]
+    assert not uses_tinyedge_platform(project)
+    output = ("Processing pico (platform: raspberrypi; board: pico; framework: arduino)\n" + "-" * 80 +
+              "\nPlatform Manager: Installing raspberrypi\nHTTPClientError: \n")
+    err = _download_error(project, output)
+    assert isinstance(err, ToolError)
+    assert "could not download" in str(err) and "raspberrypi" in str(err) and "internet" in str(err)
+    assert _download_error(project, "src/main.c:3: error: expected ';'") is None
+
+
 def test_arduino_port_follows_the_board_timer(real_projects):
     dwt = (real_projects["nucleo_h743zi"] / "src" / "te_port.cpp").read_text()
     micros = (real_projects["pico"] / "src" / "te_port.cpp").read_text()

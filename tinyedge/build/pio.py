@@ -79,6 +79,37 @@ def project_env(project_dir: Path) -> str:
     )
 
 
+def uses_tinyedge_platform(project_dir: Path) -> bool:
+    """True when the project builds with tinyedge's offline platform (bare metal, arm-none-eabi-gcc on PATH);
+    False for a stock PlatformIO platform (e.g. ststm32 + Arduino), which brings its own toolchain."""
+    from .project import PLATFORM_DIR  # noqa: PLC0415
+
+    ini = configparser.ConfigParser(interpolation=None)
+    try:
+        ini.read(Path(project_dir) / "platformio.ini")
+        platform = ini.get(f"env:{project_env(project_dir)}", "platform", fallback="")
+    except configparser.Error:
+        return True
+    return Path(platform).resolve() == PLATFORM_DIR.resolve() if platform.startswith(("/", ".")) else False
+
+
+# `pio` could not install a stock platform, framework or toolchain package: offline, or the registry is down.
+_DOWNLOAD_FAILURE = re.compile(r"HTTPClientError|Could not find the package|Platform Manager: Installing|"
+                               r"Tool Manager: Installing|Package Manager: Installing")
+
+
+def _download_error(project: Path, output: str) -> ToolError | None:
+    if not re.search(r"HTTPClientError|Could not find the package with|ConnectionError|Max retries exceeded", output):
+        return None
+    what = next((ln.strip() for ln in output.splitlines() if _DOWNLOAD_FAILURE.search(ln)), "a package")
+    return ToolError(
+        f"PlatformIO could not download what {project} needs ({what}): the board uses a stock platform "
+        "and framework from PlatformIO's registry",
+        "connect to the internet once so PlatformIO can install them (they are cached in ~/.platformio), "
+        "or pick an emulated qemu-* board, which builds offline",
+    )
+
+
 def _explain(output: str, limit: int = 25) -> str:
     lines = output.splitlines()
     picked = [ln for ln in lines if _ERROR_LINE.search(ln) or _CONTEXT_LINE.search(ln)]
@@ -94,7 +125,8 @@ def build_project(project_dir: Path | str, *, core_dir: Path | None = None) -> B
     overflows the board's flash or RAM becomes a FitError.
     """
     project = _require_project(Path(project_dir))
-    proc.which("arm-none-eabi-gcc", GCC_HINT)
+    if uses_tinyedge_platform(project):
+        proc.which("arm-none-eabi-gcc", GCC_HINT)
     core = provision(core_dir)
     env_name = project_env(project)
     result = proc.run(
@@ -103,6 +135,9 @@ def build_project(project_dir: Path | str, *, core_dir: Path | None = None) -> B
     if result.returncode != 0:
         output = (result.stdout or "") + "\n" + (result.stderr or "")
         details = _explain(output)
+        download = _download_error(project, output)
+        if download is not None:
+            raise download
         if _FIT_LINE.search(output):
             raise FitError(
                 f"the firmware of {project} does not fit the board:\n{details}",
@@ -164,7 +199,8 @@ def flash_project(project_dir: Path | str, upload_port: str | None = None, core_
     permission denied, port busy) become one TinyedgeError that says what to try.
     """
     project = _require_project(Path(project_dir))
-    proc.which("arm-none-eabi-gcc", GCC_HINT)
+    if uses_tinyedge_platform(project):
+        proc.which("arm-none-eabi-gcc", GCC_HINT)
     core = provision(core_dir)
     cmd = pio_command("run", "-d", str(project), "-t", "upload")
     if upload_port:
@@ -176,6 +212,9 @@ def flash_project(project_dir: Path | str, upload_port: str | None = None, core_
     if result.returncode == 0:
         return
     output = (result.stdout or "") + "\n" + (result.stderr or "")
+    download = _download_error(project, output)
+    if download is not None:
+        raise download
     for pattern, problem, hint in _UPLOAD_FAILURES:
         match = pattern.search(output)
         if match:
