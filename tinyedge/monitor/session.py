@@ -1,0 +1,540 @@
+"""The monitor loop: connect, read ``te-info``, stream ``te-stream`` batches, record, reconnect.
+
+:class:`Monitor` runs the link in a background thread and feeds a :class:`MonitorState` that the
+views render. It talks through the one link implementation (``tinyedge.link``: Transport →
+LineParser → DutClient) and records a session folder in the layout of ``tinyedge score``:
+``raw.log`` (every received byte, written before parsing), ``records.jsonl`` (one row per
+inference), ``report.json`` and ``report.md`` (rewritten every few seconds and at the end, so a
+session that dies keeps its figures). :func:`session_report` recomputes the report from
+``records.jsonl`` alone, so a monitored session can be scored afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .. import __version__
+from ..errors import DataError, LinkError, ModelError
+from ..link import protocol as P
+from ..link.dut import CommandTimeout, DeviceError, DutClient
+from ..link.transport import Transport
+from .labels import load_labels, model_labels
+from ..score.energy import model_energy_uj
+from ..score.metrics import percentiles
+from .state import CONNECTED, CONNECTING, DISCONNECTED, HIST_BINS, STOPPED, MonitorState
+
+log = logging.getLogger("tinyedge.monitor")
+
+SESSION_FILES = ("raw.log", "records.jsonl", "report.json", "report.md")
+REPORT_EVERY_S = 2.0
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+def build_report(records: list[dict[str, Any]], info: dict[str, Any], *, url: str = "",
+                 model_name: str | None = None, model_sha256: str | None = None,
+                 link: dict[str, Any] | None = None, duration_s: float | None = None) -> dict[str, Any]:
+    """report.json for a monitored session: the keys of ``tinyedge score``'s report that a stream can
+    measure (so the same SLO expressions apply), plus the stream's own figures."""
+    from ..boards import get_board
+    from ..errors import BoardError
+
+    lat = [float(r["latency_ms"]) for r in records if r.get("latency_ms") is not None]
+    ins = [int(r["instructions"]) for r in records if r.get("instructions") is not None]
+    labelled = [r for r in records if "correct" in r]
+    conf = [float(r["confidence"]) for r in records if "confidence" in r]
+    hist = np.histogram(np.clip(conf, 0, 0.999999), bins=HIST_BINS, range=(0.0, 1.0))[0].tolist() if conf else [0] * HIST_BINS
+    latency = percentiles(lat)
+    emulated = bool(info.get("emulated"))
+    board = None
+    if info.get("board"):
+        try:
+            board = get_board(str(info["board"]))
+        except BoardError:
+            board = None
+    fw_sha = str(info.get("model_sha256") or "") or None
+    timer_hz = int(info.get("timer_hz") or 0)
+    clock_hz = int(info.get("clock_hz") or 0)
+    m: dict[str, str] = {
+        "source": "tinyedge monitor: te-stream N (N back-to-back inferences on the loaded input), one CRC-checked "
+                  "te-s line per inference; lines lost to corruption are counted as lost, never guessed",
+    }
+    if emulated:
+        m["instructions"] = (f"median of the ticks of one inference (te-s) x 1e9 / timer_hz ({timer_hz} Hz); under "
+                             "QEMU -icount shift=0 one instruction takes 1 ns of virtual time")
+        m["latency_ms"] = (f"ESTIMATE, not a measurement: instructions / clock_hz ({clock_hz} Hz), one instruction "
+                           "per cycle assumed")
+    else:
+        m["instructions"] = "not measured: real hardware counts time, not instructions"
+        m["latency_ms"] = f"measured: ticks of one inference (te-s) / timer_hz ({timer_hz} Hz, {info.get('timer', '?')})"
+    energy = None
+    if board is not None and latency["p50"] is not None:
+        energy = model_energy_uj(board.run_power_mw, latency["p50"])
+        m["energy_uj_per_inference"] = (f"power model, not a measurement: {board.run_power_mw:.3f} mW x median latency")
+    m["accuracy"] = ("top-1 over the labelled inputs sent with --data" if labelled else
+                     "not measured: no labelled inputs (pass --data) ")
+    data = {
+        "tinyedge_version": __version__,
+        "source": "monitor",
+        "board": info.get("board"),
+        "emulated": emulated,
+        "model": model_name or info.get("model"),
+        "model_sha256": model_sha256 or fw_sha,
+        "firmware_model_sha256": fw_sha,
+        "model_mismatch": bool(model_sha256 and fw_sha and model_sha256.lower() != fw_sha.lower()),
+        "samples": len(records),
+        "accuracy": (sum(bool(r["correct"]) for r in labelled) / len(labelled)) if labelled else None,
+        "parity": None,
+        "latency_ms": latency,
+        "instructions": int(round(float(np.median(ins)))) if ins else None,
+        "energy_uj_per_inference": energy,
+        "ram_bytes": int(info.get("ram_bytes") or 0) or None,
+        "flash_bytes": int(info.get("flash_bytes") or 0) or None,
+        "clock_hz": clock_hz,
+        "timer_hz": timer_hz,
+        "timer": info.get("timer"),
+        "duration_s": duration_s,
+        "inferences_per_second": (len(records) / duration_s) if duration_s else None,
+        "confidence_hist": hist,
+        "predictions": {str(k): int(v) for k, v in
+                        zip(*np.unique([int(r["pred"]) for r in records], return_counts=True))} if records else {},
+        "measurement": m,
+        "device": dict(info),
+        "link": {"url": url, **(link or {})},
+    }
+    return data
+
+
+def report_markdown(d: dict[str, Any]) -> str:
+    """report.md: the figures of :func:`build_report` as a Markdown table."""
+    lat = d["latency_ms"]
+
+    def f(v: Any, fmt: str) -> str:
+        return "n/a" if v is None else format(v, fmt)
+
+    rows = [
+        ("board", str(d["board"])),
+        ("model", f"{d['model']} (sha256 {str(d['firmware_model_sha256'])[:16]}…)"),
+        ("inferences recorded", str(d["samples"])),
+        ("inferences/s (wall clock)", f(d["inferences_per_second"], ".1f")),
+        ("latency_ms p50/p95/p99/max", " / ".join(f(lat[k], ".3f") for k in ("p50", "p95", "p99", "max"))
+         + (" (estimate)" if d["emulated"] else "")),
+        ("instructions", f(d["instructions"], ",d")),
+        ("accuracy", f(d["accuracy"], ".4f")),
+        ("energy_uj_per_inference", f(d["energy_uj_per_inference"], ".2f")),
+    ]
+    out = [f"# tinyedge monitor: {d['model']} on {d['board']}", ""]
+    if d.get("model_mismatch"):
+        out += [f"**MODEL MISMATCH**: the firmware runs {d['firmware_model_sha256']}, the model given has "
+                f"{d['model_sha256']}.", ""]
+    out += ["| figure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    out += ["", "## How each figure was obtained", ""] + [f"- **{k}**: {v}" for k, v in d["measurement"].items()]
+    link = d["link"]
+    out += ["", "## Link", "", "| counter | value |", "|---|---|"]
+    out += [f"| {k} | {v} |" for k, v in link.items()]
+    out += ["", "Raw bytes in raw.log; one row per inference in records.jsonl.", ""]
+    return "\n".join(out)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def read_records(session_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of ``records.jsonl`` (a partial last line, from a crash, is skipped)."""
+    rows = []
+    with open(Path(session_dir) / "records.jsonl") as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue
+    return rows
+
+
+def session_report(session_dir: str | Path, *, write: bool = True) -> dict[str, Any]:
+    """Recompute a monitored session's report from its records.jsonl (and the device facts kept in
+    report.json); rewrite report.json/report.md when ``write``."""
+    session_dir = Path(session_dir)
+    old: dict[str, Any] = {}
+    if (session_dir / "report.json").is_file():
+        old = json.loads((session_dir / "report.json").read_text())
+    records = read_records(session_dir)
+    link = dict(old.get("link", {}))
+    url = link.pop("url", "")
+    data = build_report(records, old.get("device", {}), url=url, model_name=old.get("model"),
+                        model_sha256=old.get("model_sha256"), link=link, duration_s=old.get("duration_s"))
+    if write:
+        _atomic_write(session_dir / "report.json", json.dumps(data, indent=2) + "\n")
+        _atomic_write(session_dir / "report.md", report_markdown(data))
+    return data
+
+
+# ---------------------------------------------------------------------------------------- monitor
+
+
+class Monitor:
+    """A live session with one device: a background thread streams, records and reconnects.
+
+    >>> with Monitor("socket://127.0.0.1:4444", record_dir="session") as mon:
+    ...     mon.wait_for(lambda s: s["total"] >= 100, timeout=30)
+    ...     print(mon.state.snapshot()["latency_ms"])
+
+    ``model`` (the .tflite the firmware should run) enables the hash check, class names from its
+    metadata and the output scale for confidences; ``labels`` (a file) overrides class names;
+    ``data`` (.npz with x, optional y; needs ``model``) sends one input per inference, cycling, and
+    records accuracy. ``max_count`` stops after that many recorded inferences.
+    """
+
+    def __init__(self, url: str, *, record_dir: str | Path, model: str | Path | None = None,
+                 labels: str | Path | None = None, data: str | Path | None = None, baud: int | None = None,
+                 connect_timeout: float = 5.0, ready_timeout: float = 10.0, batch_seconds: float = 0.25,
+                 max_count: int | None = None, window: int = 1000) -> None:
+        self.url = url
+        self.baud = baud
+        self.connect_timeout = connect_timeout
+        self.ready_timeout = ready_timeout
+        self.batch_seconds = batch_seconds
+        self.max_count = max_count
+        self.record_dir = Path(record_dir)
+        model_sha = model_name = None
+        class_names: list[str] = []
+        scale, zp = 1 / 256, -128
+        self._inputs: np.ndarray | None = None
+        self._labels_y: np.ndarray | None = None
+        if model is not None:
+            model = Path(model)
+            try:
+                buf = model.read_bytes()
+            except OSError as exc:
+                raise ModelError(f"cannot read model {model}: {exc.strerror}", "check the path to the .tflite") from None
+            from ..score.core import model_io
+
+            io = model_io(buf, model)
+            model_sha, model_name = hashlib.sha256(buf).hexdigest(), model.name
+            scale, zp = (io.output_scale or scale), (io.output_zero_point if io.output_scale else zp)
+            class_names = model_labels(buf)
+            if data is not None:
+                self._inputs, self._labels_y = _load_inputs(data, io)
+        elif data is not None:
+            raise DataError("--data needs --model", "pass the .tflite the firmware was generated from with --model "
+                            "(its input scale and zero point quantize the data)")
+        if labels is not None:
+            class_names = load_labels(labels)
+        self.state = MonitorState(url=url, window=window, labels=class_names, model_sha256=model_sha,
+                                  model_name=model_name, output_scale=scale, output_zero_point=zp)
+        self.state.record_dir = str(self.record_dir)
+        self._client: DutClient | None = None
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._paused = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._index = 0
+        self._next_input = 0
+        self._rate_hint = 0.0
+        self._started = time.monotonic()
+        self._records: list[dict[str, Any]] = []  # kept for the report (a few MB per hour at 1 kHz)
+        self._last_report = 0.0
+        self.error: BaseException | None = None
+        self.record_dir.mkdir(parents=True, exist_ok=True)
+        (self.record_dir / "raw.log").write_bytes(b"")
+        self._records_f = open(self.record_dir / "records.jsonl", "w")
+        self._lock = threading.Lock()
+        self._idle = threading.Event()
+        self._corrupt_seen = self._resyncs_seen = self._bytes_seen = 0
+        self._connected = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> "Monitor":
+        """Connect (LinkError if the device cannot be reached now), read te-info, start streaming."""
+        self.state.on_status(CONNECTING)
+        try:
+            self._connect(self.connect_timeout)
+        except BaseException:
+            self._records_f.close()
+            raise
+        self._write_report()
+        self._thread = threading.Thread(target=self._run, name="tinyedge-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop streaming, close the link and write the final report (safe to call twice)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self._close_client()
+        with self._lock:
+            if not self._records_f.closed:
+                self._records_f.close()
+                self._write_report()
+        self.state.on_status(STOPPED)
+
+    def __enter__(self) -> "Monitor":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def finished(self) -> bool:
+        """True once the loop ended (max_count reached, stopped, or a device error)."""
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the loop ends (see :attr:`finished`); True if it did."""
+        return self._done.wait(timeout)
+
+    def wait_for(self, cond, timeout: float = 30.0) -> dict[str, Any]:
+        """Wait until ``cond(snapshot)`` holds; return that snapshot (LinkError after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        version = -1
+        while True:
+            snap = self.state.snapshot()
+            if cond(snap):
+                return snap
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LinkError(f"the monitor did not reach the expected state within {timeout:g} s "
+                                f"(status {snap['status']}, {snap['total']} records)", "see raw.log")
+            version = self.state.wait_change(snap["version"] if version != snap["version"] else version, min(left, 0.2))
+
+    # ------------------------------------------------------------------ controls (keys q/p/r)
+
+    def pause(self) -> None:
+        """Send no new batch; the one in flight completes (:meth:`wait_idle` waits for it)."""
+        self._idle.clear()
+        self._paused.set()
+        self.state.set_paused(True)
+
+    def resume(self) -> None:
+        self._paused.clear()
+        self.state.set_paused(False)
+
+    def toggle_pause(self) -> bool:
+        """Pause or resume; returns True when now paused."""
+        if self._paused.is_set():
+            self.resume()
+            return False
+        self.pause()
+        return True
+
+    def reset(self) -> None:
+        """Reset the statistics shown (recording is not affected)."""
+        self.state.reset()
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """After :meth:`pause`: wait until the batch in flight has ended (all its records are in)."""
+        deadline = time.monotonic() + timeout
+        while not self._idle.is_set() and time.monotonic() < deadline and not self._done.is_set():
+            time.sleep(0.02)
+
+    # ------------------------------------------------------------------ link
+
+    def _connect(self, connect_timeout: float) -> None:
+        transport = Transport(self.url, baud=self.baud, raw_log=self.record_dir / "raw.log",
+                              connect_timeout=connect_timeout)
+        client = DutClient(transport)
+        try:
+            client.wait_ready(self.ready_timeout)
+            info = client.info()
+        except BaseException:
+            transport.close()
+            raise
+        self._client = client
+        self._connected = True
+        self.state.on_info(info)
+        self.state.on_status(CONNECTED)
+        log.info("monitoring %s: %s", self.url, info)
+
+    def _close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            self._account(client)
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - the link is gone anyway
+                pass
+
+    def _reconnect(self) -> None:
+        """Reopen the port with DutClient.reconnect's backoff until the device answers (or we are stopped);
+        then read te-info again (the board may have been flashed with another model meanwhile)."""
+        client = self._client
+        assert client is not None
+        while not self._stop.is_set():
+            try:
+                client.reconnect(max_wait=1.0, ready_timeout=self.ready_timeout)
+                info = client.info()
+            except LinkError as exc:
+                self.state.on_status(DISCONNECTED, str(exc.problem))
+                self._stop.wait(0.1)
+                continue
+            self._connected = True
+            self.state.on_info(info)
+            self.state.on_reconnect()
+            self.state.on_status(CONNECTED)
+            log.info("reconnected to %s", self.url)
+            return
+
+    def _account(self, client: DutClient) -> None:
+        """Move the parser's corrupt-line count, the client's resyncs and the byte count into the state."""
+        corrupt = client.parser.stats.corrupt
+        resyncs = client.counters.resyncs
+        bytes_in = int(getattr(client.transport, "bytes_in", 0))
+        crc, self._corrupt_seen = corrupt - self._corrupt_seen, corrupt
+        rs, self._resyncs_seen = resyncs - self._resyncs_seen, resyncs
+        delta_bytes, self._bytes_seen = bytes_in - self._bytes_seen, bytes_in
+        if crc or rs or delta_bytes:
+            self.state.on_link(crc_errors=crc, resyncs=rs, bytes_in=delta_bytes)
+
+    # ------------------------------------------------------------------ loop
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if not self._connected:
+                    self._idle.set()
+                    self._reconnect()
+                    continue
+                if self._paused.is_set():
+                    self._idle.set()
+                    self._stop.wait(0.05)
+                    continue
+                self._idle.clear()
+                try:
+                    self._batch(self._client)
+                except LinkError as exc:
+                    if isinstance(exc, (DeviceError, P.ProtocolError)):
+                        raise
+                    # ConnectionLost (port gone), or a device that stopped answering even a resync
+                    log.warning("link lost: %s", exc)
+                    self._connected = False
+                    self.state.on_status(DISCONNECTED, str(exc.problem))
+                self._idle.set()
+                if time.monotonic() - self._last_report > REPORT_EVERY_S:
+                    with self._lock:
+                        if not self._records_f.closed:
+                            self._write_report()
+                if self.max_count is not None and self._index >= self.max_count:
+                    break
+        except BaseException as exc:  # noqa: BLE001 - reported through .error and the status line
+            self.error = exc
+            log.error("monitor stopped: %s", exc)
+            self.state.on_status(DISCONNECTED if isinstance(exc, LinkError) else STOPPED, str(exc))
+        finally:
+            self._idle.set()
+            self._done.set()
+
+    def _batch_size(self) -> int:
+        if self._inputs is not None:
+            return 1
+        if self.max_count is not None:
+            left = self.max_count - self._index
+        else:
+            left = 10**9
+        n = int(self._rate_hint * self.batch_seconds) if self._rate_hint else 10
+        return max(1, min(n, 2000, left))
+
+    def _batch(self, client: DutClient) -> None:
+        """One ``te-stream N`` batch, recorded line by line as it arrives (DutClient.iter_stream)."""
+        extra: dict[str, Any] = {}
+        if self._inputs is not None:
+            i = self._next_input % len(self._inputs)
+            self._next_input += 1
+            client.load(self._inputs[i].tobytes())
+            extra["input"] = i
+            if self._labels_y is not None:
+                extra["label"] = int(self._labels_y[i])
+        n = self._batch_size()
+        t0 = last_flush = time.monotonic()
+        got = 0
+        pending: list[dict[str, Any]] = []
+        # per-line timeout: a device that stops mid-batch is resynchronised instead of waited for
+        timeout = max(3.0, 20.0 / self._rate_hint) if self._rate_hint else 10.0
+        stream = client.iter_stream(n, timeout)
+        try:
+            for s in stream:
+                now = time.monotonic()
+                rec = self.state.make_record(s, index=self._index, t_s=now - self._started)
+                rec.update(extra)
+                if "label" in extra:
+                    rec["correct"] = rec["pred"] == extra["label"]
+                self._index += 1
+                got += 1
+                pending.append(rec)
+                if now - last_flush > 0.05:
+                    self._emit(client, pending)
+                    pending, last_flush = [], now
+                if self._stop.is_set():
+                    return
+        except CommandTimeout:
+            log.warning("te-stream batch stalled: resynchronising")
+            self._emit(client, pending)
+            pending = []
+            client.resync()
+        finally:
+            stream.close()
+            self._emit(client, pending)
+        if self._stop.is_set():
+            return
+        if got < n:
+            self.state.on_link(lost=n - got)
+        if got and self._inputs is None:
+            rate = got / max(time.monotonic() - t0, 1e-3)
+            self._rate_hint = rate if not self._rate_hint else 0.5 * self._rate_hint + 0.5 * rate
+
+    def _emit(self, client: DutClient, recs: list[dict[str, Any]]) -> None:
+        """Append records to records.jsonl (flushed), then show them."""
+        if recs:
+            with self._lock:
+                if not self._records_f.closed:
+                    for rec in recs:
+                        self._records_f.write(json.dumps(rec) + "\n")
+                    self._records_f.flush()
+            self._records.extend(recs)
+            self.state.on_records(recs)
+        self._account(client)
+
+    # ------------------------------------------------------------------ report
+
+    def _write_report(self) -> None:
+        self._last_report = time.monotonic()
+        snap = self.state.snapshot(recent=1)
+        link = {"corrupt_lines": snap["link"]["crc_errors"], "lost_records": snap["link"]["lost"],
+                "resyncs": snap["link"]["resyncs"], "reconnects": snap["link"]["reconnects"],
+                "bytes_in": snap["link"]["bytes_in"]}
+        data = build_report(self._records, snap["device"], url=self.url, model_name=snap["model_file"],
+                            model_sha256=snap["model_sha256"], link=link,
+                            duration_s=round(time.monotonic() - self._started, 3))
+        _atomic_write(self.record_dir / "report.json", json.dumps(data, indent=2) + "\n")
+        _atomic_write(self.record_dir / "report.md", report_markdown(data))
+
+
+def _load_inputs(data: str | Path, io) -> tuple[np.ndarray, np.ndarray | None]:
+    from ..data import fit_shape, load_npz, quantize_inputs
+
+    x, y = load_npz(data)
+    if len(x) == 0:
+        raise DataError(f"{data} has no samples", "pass a data file with at least one row in x")
+    x = fit_shape(x, io.input_shape[1:], data)
+    xq = quantize_inputs(x, io.input_scale, io.input_zero_point)
+    xq = np.ascontiguousarray(xq.reshape(len(xq), -1)).astype(np.int8)
+    classifier = y is not None and io.output_size > 1 and io.output_size != io.input_size
+    return xq, (np.asarray(y).astype(np.int64) if classifier else None)
+
+
+__all__ = ["Monitor", "SESSION_FILES", "build_report", "read_records", "report_markdown", "session_report",
+           "CONNECTED", "CONNECTING", "DISCONNECTED", "STOPPED"]
