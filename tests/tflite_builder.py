@@ -98,3 +98,48 @@ def out_size(padding: str, size: int, k: int, stride: int, dilation: int = 1) ->
     if padding == "SAME":
         return (size + stride - 1) // stride
     return (size - eff + stride) // stride
+
+
+# ---------------------------------------------------------------- post-processing helpers (diagnosis tests)
+
+def _edit(model: bytes, fn) -> bytes:
+    m = S.ModelT.InitFromObj(S.Model.GetRootAs(model, 0))
+    fn(m)
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def make_custom(model: bytes, op_index: int, name: str) -> bytes:
+    """Turn operator ``op_index`` into a custom op called ``name`` (its options dropped)."""
+    def fn(m):
+        oc = S.OperatorCodeT()
+        oc.builtinCode = S.BuiltinOperator.CUSTOM
+        oc.deprecatedBuiltinCode = S.BuiltinOperator.CUSTOM
+        oc.customCode = name
+        oc.version = 1
+        m.operatorCodes.append(oc)
+        op = m.subgraphs[0].operators[op_index]
+        op.opcodeIndex = len(m.operatorCodes) - 1
+        op.builtinOptionsType = 0
+        op.builtinOptions = None
+    return _edit(model, fn)
+
+
+def add_subgraph(model: bytes) -> bytes:
+    """Append a copy of the first subgraph (as control-flow models carry several)."""
+    def fn(m):
+        copy = S.SubGraphT.InitFromObj(S.Model.GetRootAs(model, 0).Subgraphs(0))
+        copy.name = "second"
+        m.subgraphs.append(copy)
+    return _edit(model, fn)
+
+
+def make_dynamic(model: bytes, tensor: int, dim: int = 1) -> bytes:
+    """Mark dimension ``dim`` of ``tensor`` as dynamic (-1 in its shape signature)."""
+    def fn(m):
+        t = m.subgraphs[0].tensors[tensor]
+        sig = [int(d) for d in t.shape]
+        sig[dim] = -1
+        t.shapeSignature = sig
+    return _edit(model, fn)
