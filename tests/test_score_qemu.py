@@ -109,8 +109,10 @@ def test_fault_injection_proxy_loses_nothing(elf, kws, data, clean, tmp_path):
     for key in ("accuracy", "parity", "latency_ms", "instructions", "energy_uj_per_inference", "confusion_matrix",
                 "psi", "throughput_ips", "confidence", "samples"):
         assert d[key] == c[key], key
-    # te-profile lines are merged across re-asks; SysTick's phase inside one layer may differ by a tick
-    assert d["profile"]["total_ticks"] == c["profile"]["total_ticks"]
+    # te-profile is one extra inference whose lines may be merged across re-asks; its per-layer and total
+    # SysTick readings can differ by one tick (40 ns) from run to run even without faults
+    assert [la["name"] for la in d["profile"]["layers"]] == [la["name"] for la in c["profile"]["layers"]]
+    assert abs(d["profile"]["total_ticks"] - c["profile"]["total_ticks"]) <= 1
     assert all(abs(a["ticks"] - b["ticks"]) <= 1 for a, b in zip(d["profile"]["layers"], c["profile"]["layers"]))
 
 
