@@ -68,7 +68,8 @@ def test_unsupported_model_diagnosed_in_one_pass(command, tmp_path):
     model = tmp_path / "odd.tflite"
     model.write_bytes(unsupported_model())
     out = tmp_path / "project"
-    args = ["generate", model, "--board", BOARD, "-o", out] if command == "generate" else ["inspect", model, "--no-tflm"]
+    args = (["generate", model, "--board", BOARD, "-o", out] if command == "generate"
+            else ["inspect", model, "--no-tflm"])
     code, text = _run(args)
     assert code != 0
     msg = _the_message(text)
@@ -86,7 +87,8 @@ def test_float_model_diagnosed(command, tmp_path):
     model = tmp_path / "float.tflite"
     model.write_bytes(float_model())
     out = tmp_path / "project"
-    args = ["generate", model, "--board", BOARD, "-o", out] if command == "generate" else ["inspect", model, "--no-tflm"]
+    args = (["generate", model, "--board", BOARD, "-o", out] if command == "generate"
+            else ["inspect", model, "--no-tflm"])
     code, text = _run(args)
     assert code != 0
     msg = _the_message(text)

@@ -35,6 +35,7 @@ def build_host_cached(files: dict[str, str], workdir: Path) -> Path:
     """Like ``tinyedge.codegen.host.build_host`` (same flags), but the kernel sources, identical for every
     model, are compiled once per test process: compiling them is most of a model's build time."""
     kernels = {k: v for k, v in files.items() if k.startswith("src/te_kernels")}
+    # (a mutated kernel source hashes differently, so it gets its own objects)
     key = hashlib.sha256(repr(sorted(kernels.items())).encode()).hexdigest()
     for rel, text in files.items():
         if rel.startswith("src/te_") or rel.startswith("host/"):
@@ -45,8 +46,9 @@ def build_host_cached(files: dict[str, str], workdir: Path) -> Path:
         atexit.register(shutil.rmtree, objdir, True)
         for rel in kernels:
             if rel.endswith(".c"):
-                run(["gcc", *HOST_CFLAGS, "-I", workdir / "src", "-c", workdir / rel, "-o", objdir / (Path(rel).stem + ".o")],
-                    what="host compile of the kernels")
+                obj = objdir / (Path(rel).stem + ".o")
+                run(["gcc", *HOST_CFLAGS, "-I", workdir / "src", "-c", workdir / rel, "-o", obj],
+                    what="host compile of kernels")
         _KERNEL_OBJECTS[key] = objdir
     objs = sorted(_KERNEL_OBJECTS[key].glob("*.o"))
     srcs = [workdir / "src" / "te_model.c", workdir / "src" / "te_model_data.c", workdir / "host" / "te_host_main.c"]
@@ -71,11 +73,14 @@ def _inputs(g, rng, samples: int) -> np.ndarray:
     return rows.astype(np.int8)
 
 
-def check(model: bytes, describe: str, *, seed: int = 0, samples: int = 6) -> None:
-    """Assert the generated C gives exactly TFLM's outputs; the message names op, params, first difference."""
+def check(model: bytes, describe: str, *, seed: int = 0, samples: int = 6, mutate=None) -> None:
+    """Assert the generated C gives exactly TFLM's outputs; the message names op, params, first difference.
+    ``mutate`` edits the rendered sources first (to prove the check catches a wrong kernel)."""
     g = read_model_bytes(model, name="opdiff")
     program = build_program(g)
     files = render_model(program).files
+    if mutate:
+        files = mutate(files)
     rng = np.random.default_rng(seed)
     x = _inputs(g, rng, samples)
     if samples > 1 and g.input.dtype == "INT8" and g.input.size < 256:
@@ -392,3 +397,157 @@ CASES = [(k, s) for k in MAKERS for s in range(SEEDS.get(k, 6))]
 def test_op_matches_tflm(kind, seed):
     model, desc = MAKERS[kind](seed)
     check(model, desc, seed=seed)
+
+
+# ---------------------------------------------------------------- multi-op chains, mutation, ARM, QEMU
+
+def chain_model(seed: int, float_in: bool = False, float_out: bool = False):
+    """Every new op in one graph, as converted Keras models chain them (residual ADD, hard-swish, global
+    average pooling, squeeze-excite style MUL, gates)."""
+    rng = np.random.default_rng(seed)
+    q = [_q(rng, 0.02, 0.1) for _ in range(12)]
+    b = ModelBuilder()
+    shape = [1, 6, 6, 4]
+    if float_in:
+        xf = b.tensor(shape, "FLOAT32", name="x_float")
+        x = b.tensor(shape, scale=q[0][0], zero_point=q[0][1])
+        b.op("QUANTIZE", [xf], [x])
+        graph_in = xf
+    else:
+        x = graph_in = b.tensor(shape, scale=q[0][0], zero_point=q[0][1])
+
+    def const(values, dtype="INT32", **kw):
+        arr = np.asarray(values, dtype=np.int32 if dtype == "INT32" else np.int8)
+        return b.tensor(arr.shape, dtype, data=arr, **kw)
+
+    a = b.tensor([1, 8, 8, 4], scale=q[0][0], zero_point=q[0][1])
+    b.op("PAD", [x, const([[0, 0], [1, 1], [1, 1], [0, 0]])], [a], options("PadOptions"), "PadOptions")
+    t = b.tensor([1, 8, 8, 4], scale=q[0][0], zero_point=q[0][1])
+    b.op("TRANSPOSE", [a, const([0, 2, 1, 3])], [t], options("TransposeOptions"), "TransposeOptions")
+    c = b.tensor(shape, scale=q[0][0], zero_point=q[0][1])
+    b.op("STRIDED_SLICE", [t, const([0, 1, 1, 0]), const([1, 7, 7, 4]), const([1, 1, 1, 1])], [c],
+         options("StridedSliceOptions"), "StridedSliceOptions")
+    d = b.tensor(shape, scale=q[1][0] * 2, zero_point=q[1][1])
+    b.op("ADD", [c, x], [d], options("AddOptions", fusedActivationFunction=ACT["RELU"]), "AddOptions")
+    e = b.tensor(shape, scale=q[2][0], zero_point=q[2][1])
+    b.op("HARD_SWISH", [d], [e])
+    f = b.tensor(shape, scale=q[3][0], zero_point=q[3][1])
+    b.op("MUL", [e, const(rng.integers(-128, 128, size=4), "INT8", scale=0.02, zero_point=3)], [f],
+         options("MulOptions"), "MulOptions")
+    g = b.tensor(shape, scale=q[4][0], zero_point=q[4][1])
+    b.op("LEAKY_RELU", [f], [g], options("LeakyReluOptions", alpha=0.2), "LeakyReluOptions")
+    xr = b.tensor(shape, scale=q[4][0], zero_point=q[4][1])
+    b.op("QUANTIZE", [x], [xr])
+    h = b.tensor([1, 6, 6, 8], scale=q[4][0], zero_point=q[4][1])
+    b.op("CONCATENATION", [g, xr], [h], options("ConcatenationOptions", axis=3), "ConcatenationOptions")
+    i = b.tensor([1, 8], scale=q[5][0], zero_point=q[5][1])
+    b.op("MEAN", [h, const([1, 2])], [i], options("ReducerOptions", keepDims=False), "ReducerOptions")
+    j = b.tensor([1, 8], scale=q[6][0], zero_point=q[6][1])
+    b.op("SUB", [i, const(rng.integers(-128, 128, size=8), "INT8", scale=0.03, zero_point=-7)], [j],
+         options("SubOptions"), "SubOptions")
+    k = b.tensor([1, 8], scale=1 / 128, zero_point=0)
+    b.op("TANH", [j], [k])
+    m = b.tensor([1, 8], scale=1 / 256, zero_point=-128)
+    b.op("LOGISTIC", [k], [m])
+    r = b.tensor([1, 8], scale=q[7][0] / 10, zero_point=q[7][1])
+    b.op("RELU", [m], [r])
+    o = b.tensor([1, 8], scale=q[7][0] / 10, zero_point=q[7][1])
+    b.op("RELU6", [r], [o])
+    if float_out:
+        of = b.tensor([1, 8], "FLOAT32", name="y_float")
+        b.op("DEQUANTIZE", [o], [of])
+        o = of
+    return b.build([graph_in], [o]), f"chain seed={seed} float_in={float_in} float_out={float_out}"
+
+
+CHAINS = [(0, False, False), (1, True, True), (2, True, False), (3, False, True)]
+
+
+@pytest.mark.parametrize("seed,float_in,float_out", CHAINS)
+def test_chain_matches_tflm(seed, float_in, float_out):
+    model, desc = chain_model(seed, float_in, float_out)
+    check(model, desc, seed=seed, samples=8)
+
+
+def test_harness_catches_one_lsb_errors_in_new_kernels(monkeypatch):
+    """A one-LSB error in one table entry (LOGISTIC) or in ADD's final rounding is caught and reported."""
+    from tinyedge.model import ops_extra
+
+    def off_by_one(g, op, table):
+        table = np.array(table, dtype=np.int16)
+        table[100] = table[100] + (1 if table[100] < 127 else -1)
+        return real_lut(g, op, table.astype(np.int8))
+
+    real_lut = ops_extra._lut_step
+    monkeypatch.setattr(ops_extra, "_lut_step", off_by_one)
+    model, desc = unary_model(3, "LOGISTIC")
+    with pytest.raises(pytest.fail.Exception, match=r"LOGISTIC seed=3.*generated C gave"):
+        check(model, desc)
+    monkeypatch.undo()
+    check(model, desc)  # and the unmutated table passes
+
+    def mutate(files):
+        src = files["src/te_kernels_elementwise.c"]
+        needle = "p->op == TE_BINARY_ADD ? sx + sy : sx - sy"
+        assert needle in src
+        # a quarter to half an output LSB added before the final rounding: some outputs move by one
+        biased = "p->op == TE_BINARY_ADD ? sx + sy + (1 << (-p->out_shift - 1)) : sx - sy"
+        return {**files, "src/te_kernels_elementwise.c": src.replace(needle, biased)}
+
+    caught = 0
+    for seed in range(4):
+        model, desc = binary_model(seed, "ADD")
+        try:
+            check(model, desc, seed=seed, mutate=mutate)
+        except pytest.fail.Exception:
+            caught += 1
+    assert caught > 0, "an ADD rounding error went unnoticed by the differential harness"
+
+
+ARM_FLAGS = [("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"), ("-mcpu=cortex-m0", "-mthumb")]
+
+
+@pytest.mark.skipif(not shutil.which("arm-none-eabi-gcc"), reason="needs arm-none-eabi-gcc")
+@pytest.mark.parametrize("flags", ARM_FLAGS, ids=["m4f", "m0"])
+def test_generated_c_builds_for_arm_with_werror(flags, tmp_path):
+    """All kernels and a model using every new op (float I/O included) compile warning-free for Cortex-M."""
+    model, _ = chain_model(1, True, True)
+    files = render_model(build_program(read_model_bytes(model, name="chain"))).files
+    for rel, text in files.items():
+        if rel.startswith("src/"):
+            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / rel).write_text(text)
+    for c in sorted((tmp_path / "src").glob("te_*.c")):
+        run(["arm-none-eabi-gcc", *flags, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-I", tmp_path / "src",
+             "-c", c, "-o", c.with_suffix(".o")], what=f"arm compile of {c.name}")
+
+
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("arm-none-eabi-gcc", "qemu-system-arm", "pio")),
+                    reason="needs arm-none-eabi-gcc, qemu-system-arm and platformio")
+def test_chain_with_float_input_in_qemu(tmp_path):
+    """The firmware runs the every-op chain with a float32 input (sent as raw bytes through te-load) on
+    qemu-mps2-an386 (Cortex-M4F) and gives TFLM's int8 outputs."""
+    from tinyedge.boards import get_board
+    from tinyedge.build import build_project, provision
+    from tinyedge.codegen import generate_project
+    from tinyedge.emulate import QemuSession
+    from tinyedge.link import connect
+
+    model, desc = chain_model(2, True, False)
+    graph = read_model_bytes(model, name="chain")
+    x = _inputs(graph, np.random.default_rng(5), 6).reshape((6,) + tuple(graph.input.shape))
+    board = get_board("qemu-mps2-an386")
+    project = generate_project(graph, board, tmp_path / "proj")
+    build = build_project(project.path, core_dir=provision(tmp_path / "core"))
+    outs = []
+    with QemuSession(board, build.elf) as qemu:
+        client = connect(qemu.url, connect_timeout=10.0, ready_timeout=20.0)
+        try:
+            for row in x:
+                client.load(row.tobytes())
+                client.infer(1, 0, timeout=60)
+                outs.append(client.te_results().out.reshape(-1))
+        finally:
+            client.close()
+    expected = run_tflm(model, x).reshape(len(x), -1)
+    assert np.array_equal(np.stack(outs).astype(np.int8), expected), f"{desc}: QEMU {outs} vs TFLM {expected.tolist()}"

@@ -334,7 +334,8 @@ def _lower_mean(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
         if a not in axes:
             axes.append(a)
     if len(axes) > 2:
-        return None, [f"op {op.index} MEAN: reducing {len(axes)} axes at once is not supported (TFLM reduces at most 2)"]
+        return None, [f"op {op.index} MEAN: reducing {len(axes)} axes at once is not supported "
+                      "(TFLM reduces at most 2)"]
     count = int(np.prod([x.shape[a] for a in axes])) if axes else 1
     if count == 0 or y.size != x.size // max(count, 1):
         return None, [f"op {op.index} MEAN: output shape {list(y.shape)} does not match the reduction"]
@@ -496,9 +497,11 @@ def _lower_concat(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
     axis = int(op.options.get("axis", 0) or 0)
     axis = axis + nd if axis < 0 else axis
     shapes = [list(g.tensor(i).shape) for i in ins]
-    if not 0 <= axis < nd or any(len(s) != nd or s[:axis] + s[axis + 1:] != list(y.shape[:axis]) + list(y.shape[axis + 1:])
-                                 for s in shapes) or sum(s[axis] for s in shapes) != y.shape[axis]:
-        return None, [f"op {op.index} CONCATENATION: inputs {shapes} do not concatenate to {list(y.shape)} on axis {axis}"]
+    rest = list(y.shape[:axis]) + list(y.shape[axis + 1:])
+    if not 0 <= axis < nd or any(len(s) != nd or s[:axis] + s[axis + 1:] != rest for s in shapes) \
+            or sum(s[axis] for s in shapes) != y.shape[axis]:
+        return None, [f"op {op.index} CONCATENATION: inputs {shapes} do not concatenate to {list(y.shape)} "
+                      f"on axis {axis}"]
     outer = int(np.prod(y.shape[:axis])) if axis else 1
     inner = int(np.prod(y.shape[axis + 1:])) if axis + 1 < nd else 1
     chunks = [s[axis] * inner for s in shapes] + [0] * (CONCAT_MAX_INPUTS - len(shapes))
