@@ -102,13 +102,20 @@ def test_fault_injection_proxy_loses_nothing(elf, kws, data, clean, tmp_path):
     assert d["link"]["corrupt_lines"] > 0 and d["link"]["reconnects"] == 1
     assert (out / "raw.log").read_bytes() == bytes(proxy.delivered)
     assert d["samples_ok"] == N and d["success_rate"] == 1.0
-    # no corrupt record accepted: every record equals the clean run's, sample by sample, once each
-    keep = ("index", "ok", "ticks", "instructions", "latency_ms", "label", "pred", "correct", "parity", "out")
-    assert [{k: r.get(k) for k in keep} for r in _records(out)] == [{k: r.get(k) for k in keep}
-                                                                    for r in _records(clean_out)]
-    for key in ("accuracy", "parity", "latency_ms", "instructions", "energy_uj_per_inference", "confusion_matrix",
-                "psi", "throughput_ips", "confidence", "samples"):
+    # no corrupt record accepted: every record equals the clean run's, sample by sample, once each.
+    # Timing may differ by one SysTick tick when the timer's wrap interrupt (every 2^24 ticks of virtual
+    # time, whose phase depends on host timing) lands inside one run's inference window and not the other's.
+    exact = ("index", "ok", "label", "pred", "correct", "parity", "out")
+    rec, ref = _records(out), _records(clean_out)
+    assert [{k: r.get(k) for k in exact} for r in rec] == [{k: r.get(k) for k in exact} for r in ref]
+    assert all(abs(a["ticks"] - b["ticks"]) <= 1 for a, b in zip(rec, ref))
+    for key in ("accuracy", "parity", "confusion_matrix", "psi", "confidence", "samples", "roc_auc"):
         assert d[key] == c[key], key
+    tick_ms = (1e9 / d["timer_hz"]) / d["clock_hz"] * 1e3  # one tick as estimated latency (40 instructions)
+    for k, v in c["latency_ms"].items():
+        assert d["latency_ms"][k] == pytest.approx(v, abs=tick_ms), k
+    assert d["instructions"] == pytest.approx(c["instructions"], abs=1e9 / d["timer_hz"])
+    assert d["energy_uj_per_inference"] == pytest.approx(c["energy_uj_per_inference"], rel=1e-4)
     # te-profile is one extra inference whose lines may be merged across re-asks; its per-layer and total
     # SysTick readings can differ by one tick (40 ns) from run to run even without faults
     assert [la["name"] for la in d["profile"]["layers"]] == [la["name"] for la in c["profile"]["layers"]]
