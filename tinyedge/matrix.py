@@ -24,26 +24,26 @@ import numpy as np
 from .boards import Board, board_ids, get_board
 from .errors import BoardError, TinyedgeError
 
-#: Instructions per multiply-accumulate of tinyedge's portable int8 C kernels, by core, measured in QEMU
-#: (``-icount shift=0``) on the MLPerf Tiny KWS model (DS-CNN, 2,656,768 MACs): 38.2 M instructions on the
-#: Cortex-M3 (an385), 38.5 M on the M4 (an386), 38.4 M on the M7 (an500), 38.9 M on the M33 (an505), 36.4 M on
-#: the M55 (an547), per inference, everything included (layer calls, padding, requantization). KWS does not
-#: fit the Cortex-M0 board; its figure scales the M4's by the ratio the digits model measures (1.01 M vs
-#: 0.60 M instructions: no SMLAD/SSAT, fewer wide registers). Latency is estimated as MACs x this / clock,
-#: i.e. one instruction per cycle, the assumption the emulated scores make too. Cores QEMU does not emulate
-#: borrow the nearest ISA's figure. Faster kernels make these stale: ``--run`` measures.
+#: Instructions per multiply-accumulate of tinyedge's int8 kernels, by core, measured in QEMU (``-icount
+#: shift=0``) on the MLPerf Tiny KWS model (DS-CNN, 2,656,768 MACs), everything included (layer calls,
+#: padding, requantization): 38.19 M instructions per inference on the Cortex-M3 (an385, portable C kernels),
+#: 5.51 M on the M4 (an386), 5.51 M on the M7 (an500), 5.50 M on the M33 (an505), 5.28 M on the M55 (an547)
+#: (the DSP kernels: SMLAD/SXTB16). KWS does not fit the Cortex-M0 board; its figure scales the M3's by the
+#: ratio the digits model measures (1,014,375 vs 603,700 instructions). Latency is estimated as MACs x this
+#: / clock, i.e. one instruction per cycle, the assumption the emulated scores make too. Cores QEMU does not
+#: emulate borrow the nearest figure. Faster kernels make these stale: ``--run`` measures.
 INSTR_PER_MAC: dict[str, float] = {
-    "cortex-m0": 24.4,
-    "cortex-m0plus": 24.4,
+    "cortex-m0": 24.2,
+    "cortex-m0plus": 24.2,
     "cortex-m3": 14.4,
-    "cortex-m4": 14.5,
-    "cortex-m7": 14.5,
-    "cortex-m33": 14.6,
-    "cortex-m55": 13.7,
-    "xtensa-lx7": 14.5,  # no measurement (no ESP32-S3 emulator here): the ARMv7-M figure
+    "cortex-m4": 2.07,
+    "cortex-m7": 2.08,
+    "cortex-m33": 2.07,
+    "cortex-m55": 1.99,
+    "xtensa-lx7": 14.4,  # no measurement (no ESP32-S3 emulator here); the portable C kernels, like the M3
 }
 #: Fixed per-inference cost (instructions) on top of the MACs (the per-MAC figures above already include
-#: KWS's overheads; small models like digits measure ~40% more than this estimate).
+#: KWS's overheads; small models such as digits measure more than this estimate).
 FIXED_INSTR = 0
 
 #: Samples run per emulated board with ``run=True`` unless told otherwise.
