@@ -189,6 +189,37 @@ def test_terminal_view_against_qemu(qemu, digits_tflite, labels_file, tmp_path):
     assert raw.count(b"te-s-") >= len(records)  # every record's line is in the raw log
 
 
+def test_link_health_through_a_faulty_link(qemu, tmp_path):
+    """Corrupted and dropped bytes and one cut cable between QEMU and the monitor: no corrupt record is
+    accepted, the CRC errors and the reconnect are counted and shown, and recording goes on."""
+    from faultproxy import FaultProxy  # the fault-injection proxy of the telemetry tests
+
+    session = tmp_path / "session"
+    with FaultProxy(qemu.port, corrupt=0.002, drop=0.0005, cut_after=40_000, seed=7) as proxy:
+        with Monitor(proxy.url, record_dir=session) as mon:
+            mon.wait_for(lambda s: s["total"] >= 3000 and s["link"]["reconnects"] >= 1, timeout=90)
+            mon.pause()
+            mon.wait_idle()
+            snap = mon.state.snapshot()
+            console = Console(record=True, width=150, color_system=None)
+            console.print(render(snap))
+            text = console.export_text()
+    assert proxy.cuts == 1 and proxy.corrupted > 0
+    records = read_records(session)
+    assert len(records) == snap["total"]
+    # every accepted record is a clean one: same input, so the same top class and score, ticks within 1
+    assert len({(r["pred"], r["score_q"]) for r in records}) == 1
+    ticks = sorted({r["ticks"] for r in records})
+    assert ticks[-1] - ticks[0] <= 1, ticks
+    link = snap["link"]
+    assert link["reconnects"] == 1 and link["crc_errors"] > 0 and link["lost"] > 0
+    for key, value in (("CRC errors", link["crc_errors"]), ("lost records", link["lost"]),
+                       ("resyncs", link["resyncs"]), ("reconnects", 1)):
+        assert _shown(text, key) == str(value), key
+    # raw.log holds every byte the proxy delivered, corrupt ones included
+    assert (session / "raw.log").read_bytes() == bytes(proxy.delivered)
+
+
 class ScriptedKeys:
     """Stands in for the terminal: presses p, r, then q, one per read."""
 

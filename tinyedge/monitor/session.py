@@ -306,6 +306,9 @@ class Monitor:
             snap = self.state.snapshot()
             if cond(snap):
                 return snap
+            if self.finished:
+                raise LinkError(f"the monitor ended before reaching the expected state ({snap['total']} records)"
+                                + (f": {self.error}" if self.error else ""), "see raw.log")
             left = deadline - time.monotonic()
             if left <= 0:
                 raise LinkError(f"the monitor did not reach the expected state within {timeout:g} s "
@@ -433,7 +436,7 @@ class Monitor:
         except BaseException as exc:  # noqa: BLE001 - reported through .error and the status line
             self.error = exc
             log.error("monitor stopped: %s", exc)
-            self.state.on_status(DISCONNECTED if isinstance(exc, LinkError) else STOPPED, str(exc))
+            self.state.on_status(STOPPED, str(getattr(exc, "problem", exc)))
         finally:
             self._idle.set()
             self._done.set()
@@ -462,8 +465,9 @@ class Monitor:
         t0 = last_flush = time.monotonic()
         got = 0
         pending: list[dict[str, Any]] = []
-        # per-line timeout: a device that stops mid-batch is resynchronised instead of waited for
-        timeout = max(3.0, 20.0 / self._rate_hint) if self._rate_hint else 10.0
+        # per-line timeout: a device that stops mid-batch (or whose m-ready was lost) is resynchronised
+        # after 20 inference times (at least 1 s) instead of waited for
+        timeout = max(1.0, 20.0 / self._rate_hint) if self._rate_hint else 10.0
         stream = client.iter_stream(n, timeout)
         try:
             for s in stream:
@@ -484,6 +488,16 @@ class Monitor:
             log.warning("te-stream batch stalled: resynchronising")
             self._emit(client, pending)
             pending = []
+            client.resync()
+        except DeviceError as exc:
+            # A real refusal comes before any record (firmware without te-stream); an e- line in the
+            # middle of a batch is a te-s line whose first byte was lost on the link.
+            if got == 0 and any(w in exc.problem for w in ("Unknown command", "te-stream needs")):
+                raise
+            log.info("garbled line in a te-stream batch (%s): resynchronising", exc.problem)
+            self._emit(client, pending)
+            pending = []
+            self.state.on_link(crc_errors=1)
             client.resync()
         finally:
             stream.close()
