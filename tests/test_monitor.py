@@ -183,7 +183,8 @@ def test_terminal_view_against_qemu(qemu, digits_tflite, labels_file, tmp_path):
     report = json.loads((session / "report.json").read_text())
     assert report["samples"] == len(records) and report["board"] == BOARD
     again = session_report(session, write=False)
-    assert again["latency_ms"] == report["latency_ms"] == percentiles(np.array([r["latency_ms"] for r in records]))
+    assert again["latency_ms"] == report["latency_ms"]
+    assert report["latency_ms"] == pytest.approx(percentiles(np.array([r["latency_ms"] for r in records])))
     assert [r.passed for r in evaluate(parse_slos(["latency_ms.p99<=1000", "samples>=600"]), again)] == [True, True]
     raw = (session / "raw.log").read_bytes()
     assert raw.count(b"te-s-") >= len(records)  # every record's line is in the raw log

@@ -18,7 +18,8 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from collections import Counter
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -29,7 +30,6 @@ from ..link.dut import CommandTimeout, DeviceError, DutClient
 from ..link.transport import Transport
 from .labels import load_labels, model_labels
 from ..score.energy import model_energy_uj
-from ..score.metrics import percentiles
 from .state import CONNECTED, CONNECTING, DISCONNECTED, HIST_BINS, STOPPED, MonitorState
 
 log = logging.getLogger("tinyedge.monitor")
@@ -41,20 +41,74 @@ REPORT_EVERY_S = 2.0
 # ---------------------------------------------------------------------------------------- report
 
 
-def build_report(records: list[dict[str, Any]], info: dict[str, Any], *, url: str = "",
+class Tally:
+    """The session's figures, accumulated record by record in constant memory (counts of distinct
+    values: an inference's ticks take few distinct values), so a monitor can run for days."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.latency: Counter[float] = Counter()
+        self.instructions: Counter[int] = Counter()
+        self.preds: Counter[int] = Counter()
+        self.hist = [0] * HIST_BINS
+        self.labelled = 0
+        self.correct = 0
+
+    def add(self, rec: dict[str, Any]) -> None:
+        self.n += 1
+        if rec.get("latency_ms") is not None:
+            self.latency[float(rec["latency_ms"])] += 1
+        if rec.get("instructions") is not None:
+            self.instructions[int(rec["instructions"])] += 1
+        if "pred" in rec:
+            self.preds[int(rec["pred"])] += 1
+        if "confidence" in rec:
+            self.hist[int(min(max(float(rec["confidence"]), 0.0), 0.999999) * HIST_BINS)] += 1
+        if "correct" in rec:
+            self.labelled += 1
+            self.correct += bool(rec["correct"])
+
+
+def counted_percentiles(counts: Counter) -> dict[str, float | None]:
+    """p50/p95/p99/max/mean of the multiset ``counts`` (value -> occurrences), with numpy's default
+    linear interpolation between the two nearest ranks (as ``tinyedge score`` computes them)."""
+    total = sum(counts.values())
+    if not total:
+        return {"p50": None, "p95": None, "p99": None, "max": None, "mean": None}
+    values = np.array(sorted(counts), dtype=np.float64)
+    ends = np.cumsum([counts[v] for v in sorted(counts)])  # rank r (0-based) holds values[searchsorted(ends, r+1)]
+
+    def at(rank: int) -> float:
+        return float(values[int(np.searchsorted(ends, rank + 1))])
+
+    out: dict[str, float | None] = {}
+    for q in (50, 95, 99):
+        h = (total - 1) * q / 100
+        lo = int(np.floor(h))
+        a, b = at(lo), at(min(lo + 1, total - 1))
+        out[f"p{q}"] = a + (b - a) * (h - lo)
+    out["max"] = float(values[-1])
+    out["mean"] = float(sum(v * c for v, c in counts.items()) / total)
+    return out
+
+
+def build_report(records: Iterable[dict[str, Any]] | Tally, info: dict[str, Any], *, url: str = "",
                  model_name: str | None = None, model_sha256: str | None = None,
                  link: dict[str, Any] | None = None, duration_s: float | None = None) -> dict[str, Any]:
     """report.json for a monitored session: the keys of ``tinyedge score``'s report that a stream can
-    measure (so the same SLO expressions apply), plus the stream's own figures."""
+    measure (so the same SLO expressions apply), plus the stream's own figures. ``records`` are the
+    rows of records.jsonl, or a :class:`Tally` of them."""
     from ..boards import get_board
     from ..errors import BoardError
 
-    lat = [float(r["latency_ms"]) for r in records if r.get("latency_ms") is not None]
-    ins = [int(r["instructions"]) for r in records if r.get("instructions") is not None]
-    labelled = [r for r in records if "correct" in r]
-    conf = [float(r["confidence"]) for r in records if "confidence" in r]
-    hist = np.histogram(np.clip(conf, 0, 0.999999), bins=HIST_BINS, range=(0.0, 1.0))[0].tolist() if conf else [0] * HIST_BINS
-    latency = percentiles(lat)
+    if isinstance(records, Tally):
+        tally = records
+    else:
+        tally = Tally()
+        for rec in records:
+            tally.add(rec)
+    latency = counted_percentiles(tally.latency)
+    ins = counted_percentiles(tally.instructions)["p50"]
     emulated = bool(info.get("emulated"))
     board = None
     if info.get("board"):
@@ -81,7 +135,7 @@ def build_report(records: list[dict[str, Any]], info: dict[str, Any], *, url: st
     if board is not None and latency["p50"] is not None:
         energy = model_energy_uj(board.run_power_mw, latency["p50"])
         m["energy_uj_per_inference"] = (f"power model, not a measurement: {board.run_power_mw:.3f} mW x median latency")
-    m["accuracy"] = ("top-1 over the labelled inputs sent with --data" if labelled else
+    m["accuracy"] = ("top-1 over the labelled inputs sent with --data" if tally.labelled else
                      "not measured: no labelled inputs (pass --data) ")
     data = {
         "tinyedge_version": __version__,
@@ -92,11 +146,11 @@ def build_report(records: list[dict[str, Any]], info: dict[str, Any], *, url: st
         "model_sha256": model_sha256 or fw_sha,
         "firmware_model_sha256": fw_sha,
         "model_mismatch": bool(model_sha256 and fw_sha and model_sha256.lower() != fw_sha.lower()),
-        "samples": len(records),
-        "accuracy": (sum(bool(r["correct"]) for r in labelled) / len(labelled)) if labelled else None,
+        "samples": tally.n,
+        "accuracy": (tally.correct / tally.labelled) if tally.labelled else None,
         "parity": None,
         "latency_ms": latency,
-        "instructions": int(round(float(np.median(ins)))) if ins else None,
+        "instructions": int(round(ins)) if ins is not None else None,
         "energy_uj_per_inference": energy,
         "ram_bytes": int(info.get("ram_bytes") or 0) or None,
         "flash_bytes": int(info.get("flash_bytes") or 0) or None,
@@ -104,10 +158,9 @@ def build_report(records: list[dict[str, Any]], info: dict[str, Any], *, url: st
         "timer_hz": timer_hz,
         "timer": info.get("timer"),
         "duration_s": duration_s,
-        "inferences_per_second": (len(records) / duration_s) if duration_s else None,
-        "confidence_hist": hist,
-        "predictions": {str(k): int(v) for k, v in
-                        zip(*np.unique([int(r["pred"]) for r in records], return_counts=True))} if records else {},
+        "inferences_per_second": (tally.n / duration_s) if duration_s else None,
+        "confidence_hist": list(tally.hist),
+        "predictions": {str(k): tally.preds[k] for k in sorted(tally.preds)},
         "measurement": m,
         "device": dict(info),
         "link": {"url": url, **(link or {})},
@@ -152,16 +205,19 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def read_records(session_dir: str | Path) -> list[dict[str, Any]]:
-    """The rows of ``records.jsonl`` (a partial last line, from a crash, is skipped)."""
-    rows = []
+def iter_records(session_dir: str | Path) -> Iterator[dict[str, Any]]:
+    """The rows of ``records.jsonl`` one by one (a partial last line, from a crash, is skipped)."""
     with open(Path(session_dir) / "records.jsonl") as f:
         for line in f:
             try:
-                rows.append(json.loads(line))
+                yield json.loads(line)
             except ValueError:
                 continue
-    return rows
+
+
+def read_records(session_dir: str | Path) -> list[dict[str, Any]]:
+    """All rows of ``records.jsonl``."""
+    return list(iter_records(session_dir))
 
 
 def session_report(session_dir: str | Path, *, write: bool = True) -> dict[str, Any]:
@@ -171,7 +227,7 @@ def session_report(session_dir: str | Path, *, write: bool = True) -> dict[str, 
     old: dict[str, Any] = {}
     if (session_dir / "report.json").is_file():
         old = json.loads((session_dir / "report.json").read_text())
-    records = read_records(session_dir)
+    records = iter_records(session_dir)
     link = dict(old.get("link", {}))
     url = link.pop("url", "")
     data = build_report(records, old.get("device", {}), url=url, model_name=old.get("model"),
@@ -245,7 +301,7 @@ class Monitor:
         self._next_input = 0
         self._rate_hint = 0.0
         self._started = time.monotonic()
-        self._records: list[dict[str, Any]] = []  # kept for the report (a few MB per hour at 1 kHz)
+        self._tally = Tally()  # the report's figures, in constant memory
         self._last_report = 0.0
         self.error: BaseException | None = None
         self.record_dir.mkdir(parents=True, exist_ok=True)
@@ -518,7 +574,8 @@ class Monitor:
                     for rec in recs:
                         self._records_f.write(json.dumps(rec) + "\n")
                     self._records_f.flush()
-            self._records.extend(recs)
+            for rec in recs:
+                self._tally.add(rec)
             self.state.on_records(recs)
         self._account(client)
 
@@ -530,7 +587,7 @@ class Monitor:
         link = {"corrupt_lines": snap["link"]["crc_errors"], "lost_records": snap["link"]["lost"],
                 "resyncs": snap["link"]["resyncs"], "reconnects": snap["link"]["reconnects"],
                 "bytes_in": snap["link"]["bytes_in"]}
-        data = build_report(self._records, snap["device"], url=self.url, model_name=snap["model_file"],
+        data = build_report(self._tally, snap["device"], url=self.url, model_name=snap["model_file"],
                             model_sha256=snap["model_sha256"], link=link,
                             duration_s=round(time.monotonic() - self._started, 3))
         _atomic_write(self.record_dir / "report.json", json.dumps(data, indent=2) + "\n")
@@ -550,5 +607,5 @@ def _load_inputs(data: str | Path, io) -> tuple[np.ndarray, np.ndarray | None]:
     return xq, (np.asarray(y).astype(np.int64) if classifier else None)
 
 
-__all__ = ["Monitor", "SESSION_FILES", "build_report", "read_records", "report_markdown", "session_report",
+__all__ = ["Monitor", "SESSION_FILES", "Tally", "build_report", "counted_percentiles", "iter_records", "read_records", "report_markdown", "session_report",
            "CONNECTED", "CONNECTING", "DISCONNECTED", "STOPPED"]

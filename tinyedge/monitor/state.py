@@ -263,7 +263,7 @@ class MonitorState:
                 "emulated": bool(timing.emulated) if timing else None,
                 "count": self.count,
                 "total": self.total,
-                "rate": self._rate(now),
+                "rate": 0.0 if self.paused and (fresh is None or fresh > 0.5) else self._rate(now),
                 "window": len(self._lat),
                 "latency_ms": lat,
                 "latency_estimate": bool(timing.emulated) if timing else False,
