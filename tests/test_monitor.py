@@ -277,9 +277,10 @@ def test_cli_model_mismatch_is_loud(qemu, digits_tflite, tmp_path):
     other = tmp_path / "other.tflite"
     other.write_bytes(digits_tflite.read_bytes() + b"\0" * 16)  # same model, another hash
     r = CliRunner().invoke(cli, ["monitor", qemu.url, "--model", str(other), "--record", str(tmp_path / "s"),
-                                 "--plain", "--count", "5"])
+                                 "--plain", "--count", "5", "--web", "--http-port", "0"])
     assert r.exit_code == 0, r.output
     assert "MODEL-MISMATCH" in r.output and "MODEL MISMATCH" in r.output
+    assert "dashboard: http://127.0.0.1:" in r.output
     assert json.loads((tmp_path / "s" / "report.json").read_text())["model_mismatch"] is True
 
 
