@@ -317,8 +317,14 @@ class Monitor:
     def start(self) -> "Monitor":
         """Connect (LinkError if the device cannot be reached now), read te-info, start streaming."""
         self.state.on_status(CONNECTING)
+        self._started = time.monotonic()
         try:
             self._connect(self.connect_timeout)
+            size = int(self.state.info.get("input_bytes") or 0)
+            if self._inputs is not None and size and size != self._inputs.shape[1]:
+                self._close_client()
+                raise DataError(f"the firmware at {self.url} takes {size} input bytes; the inputs in --data have "
+                                f"{self._inputs.shape[1]}", "pass the model the firmware was generated from and its data")
         except BaseException:
             self._records_f.close()
             raise
