@@ -38,7 +38,7 @@ def cmd(model: Path, board_ids: tuple[str, ...], project: Path | None, as_json: 
     from rich.table import Table
 
     con = Console()
-    t = Table(title=f"{a.model}  sha256 {a.sha256[:16]}…")
+    t = Table(title=f"{a.model}  sha256 {a.sha256[:16]}…  (kernels and plan: {a.plan_for})")
     for col in ("#", "op", "kind", "output", "MACs", "weights B", "live act. B"):
         t.add_column(col, justify="right" if col not in ("op", "kind", "output") else "left")
     for l in a.layers:

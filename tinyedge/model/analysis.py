@@ -31,6 +31,7 @@ class Layer:
 class Analysis:
     model: str
     sha256: str
+    plan_for: str  # the board whose kernels and plan the figures describe, or "portable"
     layers: list[Layer]
     macs: int
     params: int
@@ -99,10 +100,16 @@ def last_build_code_bytes(board: Board, project: Path | None, program: Program) 
 
 
 def analyze(graph: Graph, boards: list[Board] = (), *, project: Path | None = None, tflm: bool = True) -> Analysis:
-    """Analyse ``graph`` (raises UnsupportedModelError like ``generate`` would)."""
-    from ..codegen.project import CODE_FLASH_ESTIMATE, fit_report
+    """Analyse ``graph`` (raises UnsupportedModelError like ``generate`` would).
 
-    program = build_program(graph)
+    With boards, the table and peak RAM describe the first board's program exactly as ``generate``
+    builds it (its kernels, e.g. DSP, and their memory plan); each board's fit uses its own.
+    """
+    from ..codegen.project import CODE_FLASH_ESTIMATE, fit_report
+    from ..codegen.target import specialize
+
+    base = build_program(graph)
+    program = specialize(base, boards[0]) if boards else base
     plan: MemoryPlan = plan_memory(program)
     step_of = {s.op.index: i for i, s in enumerate(program.steps)}
     layers = []
@@ -115,7 +122,8 @@ def analyze(graph: Graph, boards: list[Board] = (), *, project: Path | None = No
         else:
             kind = "alias" if op.opcode in ALIAS_OPS and op.outputs[0] in program.alias else "folded"
             layers.append(Layer(op.index, op.opcode, kind, shape, 0, 0, 0))
-    params = sum(int(a.size) for s in program.steps for k, a in s.consts.items() if k in ("filter", "bias"))
+    # Parameters are the model's own (weights + biases), independent of how a target re-packs them.
+    params = sum(int(a.size) for s in base.steps for k, a in s.consts.items() if k in ("filter", "bias"))
     measured = None
     for b in boards:
         measured = last_build_code_bytes(b, project, program)
@@ -124,12 +132,13 @@ def analyze(graph: Graph, boards: list[Board] = (), *, project: Path | None = No
     code, source = measured if measured else (CODE_FLASH_ESTIMATE, "estimate (no build of this model found; pass --project)")
     fits = []
     for b in boards:
-        f = fit_report(program, plan, b, graph.input.nbytes, code if measured else None)
+        pb = specialize(base, b)
+        f = fit_report(pb, plan_memory(pb), b, graph.input.nbytes, code if measured else None)
         fits.append(dict(board=b.id, fits=f.fits, ram_needed=f.ram_needed, ram_available=f.ram_available,
                          flash_needed=f.flash_needed, flash_available=f.flash_available,
                          flash_measured=f.flash_measured, problems=f.problems()))
     return Analysis(
-        model=graph.name, sha256=graph.sha256, layers=layers, macs=program.macs, params=params,
+        model=graph.name, sha256=graph.sha256, plan_for=boards[0].id if boards else "portable", layers=layers, macs=program.macs, params=params,
         weight_bytes=program.weight_bytes, ram_bytes=plan.arena_bytes, naive_ram_bytes=plan.naive_bytes,
         ram_lower_bound=plan.lower_bound, tflm_arena_bytes=tflm_min_arena(graph) if tflm else None,
         code_bytes=code, code_measured=measured is not None, code_source=source, fits=fits,
