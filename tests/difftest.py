@@ -1,4 +1,7 @@
-"""Differential testing: generated C (compiled for the host) versus the tflite_micro interpreter."""
+"""Differential testing: generated C versus the tflite_micro interpreter, exact equality.
+
+One harness for every kernel test: ``compare`` (host-compiled C) and ``qemu_outputs`` (the firmware in
+QEMU, through the serial protocol)."""
 
 from __future__ import annotations
 
@@ -7,32 +10,88 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pytest
 
 from tinyedge.codegen.cmodel import render_model
 from tinyedge.codegen.host import build_host, run_host
-from tinyedge.model import read_model_bytes
+from tinyedge.model import Graph, read_model_bytes
 from tinyedge.model.program import build_program
 from tinyedge.oracle import run_tflm
 
 
+def inputs_for(g: Graph, rng: np.random.Generator, samples: int) -> np.ndarray:
+    """Input rows (flat): int8 rows whose first row walks every byte value; float rows that cover the
+    int8 range after the model's QUANTIZE, with clamping and exact .5 ties."""
+    x = g.input
+    n = x.size
+    if x.dtype == "FLOAT32":
+        q = next(g.tensor(op.outputs[0]) for op in g.operators if g.inputs[0] in op.inputs)
+        s, zp = q.q()
+        real = (rng.uniform(-150, 150, size=(samples, n)) - zp) * s
+        real[0] = (np.arange(n) % 41 - 20 + 0.5) * s  # exact half steps hit the rounding rule
+        return real.astype(np.float32)
+    rows = rng.integers(-128, 128, size=(samples, n))
+    rows[0] = (np.arange(n) * 97 + 3) % 256 - 128 if n < 256 else np.resize(np.arange(-128, 128), n)
+    return rows.astype(np.int8)
+
+
 def compare(model: bytes, *, samples: int = 6, seed: int = 0, describe: str = "",
-            mutate: Callable[[dict[str, str]], dict[str, str]] | None = None) -> str | None:
-    """None when outputs are identical on random inputs, else a message naming the first difference."""
+            mutate: Callable[[dict[str, str]], dict[str, str]] | None = None, all_bytes: bool = True) -> str | None:
+    """None when the host-compiled generated C gives exactly TFLM's outputs, else a message naming the op,
+    its parameters and the first differing element. ``mutate`` edits the rendered sources first (to prove
+    the harness catches a wrong kernel). Small int8 inputs also get rows covering all 256 byte values."""
     g = read_model_bytes(model, name="difftest")
     program = build_program(g)
     files = render_model(program).files
     if mutate:
         files = mutate(files)
-    rng = np.random.default_rng(seed)
-    x = rng.integers(-128, 128, size=(samples,) + tuple(g.input.shape), dtype=np.int8)
-    expected = run_tflm(model, x).reshape(samples, -1)
+    x = inputs_for(g, np.random.default_rng(seed), samples)
+    if all_bytes and samples > 1 and g.input.dtype == "INT8" and g.input.size < 256:
+        extra = np.resize(np.arange(-128, 128, dtype=np.int8), (-(-256 // g.input.size), g.input.size))
+        x = np.concatenate([x, extra])
+    expected = run_tflm(model, x.reshape((len(x),) + tuple(g.input.shape))).reshape(len(x), -1)
     with tempfile.TemporaryDirectory(prefix="te-diff-") as d:
         exe = build_host(files, Path(d))
-        got = run_host(exe, x.reshape(samples, -1), g.output.size)
-    if np.array_equal(got, expected):
+        raw = run_host(exe, x.view(np.int8).reshape(len(x), -1), g.output.size * g.output.itemsize)
+    got = raw.view(np.float32 if g.output.dtype == "FLOAT32" else np.int8).reshape(len(x), -1)
+    same = got.view(np.uint8) == expected.view(np.uint8)  # bit-for-bit, also for float outputs
+    if same.all():
         return None
-    bad = np.argwhere(got != expected)[0]
+    bad = np.argwhere(got != expected)[0] if (got != expected).any() else np.argwhere(~same)[0]
     s, e = int(bad[0]), int(bad[1])
-    ops = ", ".join(f"{st.op.opcode}{st.params}" for st in program.steps)
-    return (f"{describe}: sample {s} element {e}: generated C gave {int(got[s, e])}, TFLM gave {int(expected[s, e])} "
-            f"({int((got != expected).sum())} of {got.size} elements differ); ops: {ops}")
+    ops = "; ".join(f"{st.op.opcode} {st.kernel} {st.params}" for st in program.steps)
+    return (f"{describe}: sample {s} element {e}: generated C gave {got[s, e]!r}, TFLM gave {expected[s, e]!r} "
+            f"({int((got != expected).sum())} of {got.size} elements differ); steps: {ops}")
+
+
+def check(model: bytes, describe: str, **kw) -> None:
+    """Fail the test with ``compare``'s message when the outputs differ."""
+    problem = compare(model, describe=describe, **kw)
+    if problem is not None:
+        pytest.fail(problem)
+
+
+def qemu_outputs(graph: Graph, board_id: str, inputs: np.ndarray, workdir: Path, core_dir: Path,
+                 timeout: float = 120.0):
+    """Generate, build (PlatformIO) and run ``graph`` on an emulated board; feed each input row through
+    the serial protocol (te-load, infer, te-results). Returns (int8 outputs, the GeneratedProject)."""
+    from tinyedge.boards import get_board
+    from tinyedge.build import build_project
+    from tinyedge.codegen import generate_project
+    from tinyedge.emulate import QemuSession
+    from tinyedge.link import connect
+
+    board = get_board(board_id)
+    project = generate_project(graph, board, workdir)
+    build = build_project(project.path, core_dir=core_dir)
+    outs = []
+    with QemuSession(board, build.elf) as qemu:
+        client = connect(qemu.url, connect_timeout=10.0, ready_timeout=20.0)
+        try:
+            for row in inputs:
+                client.load(np.ascontiguousarray(row).tobytes())
+                client.infer(1, 0, timeout=timeout)
+                outs.append(client.te_results().out.reshape(-1))
+        finally:
+            client.close()
+    return np.stack(outs).astype(np.int8), project

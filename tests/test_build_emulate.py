@@ -41,11 +41,6 @@ def board():
     return get_board(BOARD_ID)
 
 
-@pytest.fixture(scope="module")
-def core_dir(tmp_path_factory) -> Path:
-    return provision(tmp_path_factory.mktemp("pio-core"))
-
-
 def write_project(root: Path, board, main_c: str | None = None) -> Path:
     for rel, text in project_files(board, project_name="port-test").items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -56,16 +51,16 @@ def write_project(root: Path, board, main_c: str | None = None) -> Path:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, board, core_dir):
+def built(tmp_path_factory, board, pio_core):
     project = write_project(tmp_path_factory.mktemp("proj") / "port-test", board)
-    return project, build_project(project, core_dir=core_dir)
+    return project, build_project(project, core_dir=pio_core)
 
 
 @pytest.fixture
-def pio_core_env(core_dir, monkeypatch):
+def pio_core_env(pio_core, monkeypatch):
     """Point PlatformIO (in-process and in children) at the test core folder."""
-    monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(core_dir))
-    return core_dir
+    monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(pio_core))
+    return pio_core
 
 
 def ask(link, line: str) -> str:
@@ -189,23 +184,23 @@ def test_build_result(built):
     assert result.ram_bytes == result.data + result.bss
 
 
-def test_build_without_platformio_ini(tmp_path, core_dir):
+def test_build_without_platformio_ini(tmp_path, pio_core):
     with pytest.raises(TinyedgeError, match="no platformio.ini") as err:
-        build_project(tmp_path, core_dir=core_dir)
+        build_project(tmp_path, core_dir=pio_core)
     assert "tinyedge generate" in str(err.value)
 
 
-def test_compile_error_shows_the_compiler_line(tmp_path, board, core_dir):
+def test_compile_error_shows_the_compiler_line(tmp_path, board, pio_core):
     project = write_project(tmp_path / "broken", board)
     (project / "src" / "broken.c").write_text("int broken(void)\n{\n    return undeclared_thing;\n}\n")
     with pytest.raises(ToolError) as err:
-        build_project(project, core_dir=core_dir)
+        build_project(project, core_dir=pio_core)
     message = str(err.value)
     assert "broken.c:3" in message and "undeclared_thing" in message and "error:" in message
     assert "Traceback" not in message
 
 
-def test_firmware_too_big_is_a_fit_error(tmp_path, board, core_dir):
+def test_firmware_too_big_is_a_fit_error(tmp_path, board, pio_core):
     project = write_project(tmp_path / "huge", board)
     (project / "src" / "huge.c").write_text(
         "#include <stdint.h>\nuint8_t te_huge_arena[5u << 20];\n"
@@ -215,7 +210,7 @@ def test_firmware_too_big_is_a_fit_error(tmp_path, board, core_dir):
         "te_port_init();", "te_port_init();\n    extern uint8_t *te_huge(void);\n    te_huge()[1] = 1;")
     (project / "src" / "main.c").write_text(main)
     with pytest.raises(FitError, match="does not fit"):
-        build_project(project, core_dir=core_dir)
+        build_project(project, core_dir=pio_core)
 
 
 def test_missing_compiler_is_a_tool_error(tmp_path, built, monkeypatch):
@@ -312,10 +307,10 @@ OTHER_MACHINES = {
 
 
 @pytest.mark.parametrize("machine", sorted(OTHER_MACHINES))
-def test_other_uart_drivers_in_qemu(tmp_path, board, core_dir, machine):
+def test_other_uart_drivers_in_qemu(tmp_path, board, pio_core, machine):
     variant = dataclasses.replace(board, emulator={"qemu": {"machine": machine}}, **OTHER_MACHINES[machine])
     project = write_project(tmp_path / machine, variant)
-    result = build_project(project, core_dir=core_dir)
+    result = build_project(project, core_dir=pio_core)
     with QemuSession(variant, result.elf) as qemu:
         link = qemu.open_serial(timeout=20)
         assert link.readline().decode().strip() == f"te-port-test {BOARD_ID}"
@@ -426,7 +421,7 @@ UPLOADER_FAILURES = {
 
 
 @pytest.mark.parametrize("case", sorted(UPLOADER_FAILURES))
-def test_upload_failure_is_explained(tmp_path, board, core_dir, case):
+def test_upload_failure_is_explained(tmp_path, board, pio_core, case):
     """An uploader failure (no device, permission denied, busy) becomes one TinyedgeError saying what to try."""
     printed, problem, hint = UPLOADER_FAILURES[case]
     hardware = dataclasses.replace(board, emulator={})
@@ -435,14 +430,14 @@ def test_upload_failure_is_explained(tmp_path, board, core_dir, case):
     ini = project / "platformio.ini"
     ini.write_text(ini.read_text() + 'upload_command = "$PYTHONEXE" "$PROJECT_DIR/fake_uploader.py"\n')
     with pytest.raises(TinyedgeError, match=problem) as err:
-        flash_project(project, upload_port="/dev/ttyACM7", core_dir=core_dir)
+        flash_project(project, upload_port="/dev/ttyACM7", core_dir=pio_core)
     message = str(err.value)
     assert hint in message and "Try:" in message and "Traceback" not in message
     assert message.count("\n") == 0  # one line
 
 
-def test_cli_flash_failure_is_one_line(tmp_path, board, core_dir, monkeypatch):
-    monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(core_dir))
+def test_cli_flash_failure_is_one_line(tmp_path, board, pio_core, monkeypatch):
+    monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(pio_core))
     project = write_project(tmp_path / "hw", dataclasses.replace(board, emulator={}))
     (project / "fake_uploader.py").write_text("import sys\nprint('No device found on ttyACM0')\nsys.exit(1)\n")
     ini = project / "platformio.ini"

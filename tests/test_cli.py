@@ -9,7 +9,6 @@ import sys
 import threading
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
 
 from conftest import shared_model

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_model
+from difftest import qemu_outputs
 from test_kernels_diff import conv_model, fc_model
 from tflite_builder import ACT, PADDING, ModelBuilder, options, out_size
 from tinyedge.boards import get_board
@@ -143,34 +144,10 @@ needs_tools = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def core_dir(tmp_path_factory):
-    from tinyedge.build import provision
-
-    return provision(tmp_path_factory.mktemp("pio-core"))
-
-
 def _run_in_qemu(graph, workdir: Path, core_dir: Path, inputs: np.ndarray) -> tuple[np.ndarray, object]:
-    from tinyedge.build import build_project
-    from tinyedge.codegen import generate_project
-    from tinyedge.emulate import QemuSession
-    from tinyedge.link import connect
-
-    board = get_board(BOARD)
-    project = generate_project(graph, board, workdir)
+    got, project = qemu_outputs(graph, BOARD, inputs, workdir, core_dir)
     assert variant(project.program) == "dsp"
-    build = build_project(project.path, core_dir=core_dir)
-    outs = []
-    with QemuSession(board, build.elf) as qemu:
-        client = connect(qemu.url, connect_timeout=10.0, ready_timeout=20.0)
-        try:
-            for row in inputs:
-                client.load_input(row.tobytes())
-                client.infer(1, 0, timeout=120)
-                outs.append(client.te_results().out.reshape(-1))
-        finally:
-            client.close()
-    return np.stack(outs), project
+    return got, project
 
 
 QEMU_CHAINS = [0, 1, 2, 3]
@@ -178,22 +155,22 @@ QEMU_CHAINS = [0, 1, 2, 3]
 
 @needs_tools
 @pytest.mark.parametrize("seed", QEMU_CHAINS)
-def test_dsp_firmware_in_qemu_matches_tflm(seed, tmp_path, core_dir):
+def test_dsp_firmware_in_qemu_matches_tflm(seed, tmp_path, pio_core):
     model, desc = chain_model(seed)
     graph = read_model_bytes(model, name=f"dspchain{seed}")
     x = np.random.default_rng(seed).integers(-128, 128, size=(3,) + tuple(graph.input.shape), dtype=np.int8)
-    got, project = _run_in_qemu(graph, tmp_path / "proj", core_dir, x)
+    got, project = _run_in_qemu(graph, tmp_path / "proj", pio_core, x)
     expected = run_tflm(model, x).reshape(len(x), -1)
     assert np.array_equal(got, expected), (f"{desc}: QEMU gave {got.tolist()}, TFLM {expected.tolist()}; kernels "
                                            f"{[s.kernel for s in project.program.steps]}")
 
 
 @needs_tools
-def test_kws_dsp_firmware_in_qemu_matches_tflm(tmp_path, core_dir):
+def test_kws_dsp_firmware_in_qemu_matches_tflm(tmp_path, pio_core):
     path = shared_model("kws_ref_model.tflite")
     graph = load_model(path)
     x = np.random.default_rng(7).integers(-128, 128, size=(2,) + tuple(graph.input.shape), dtype=np.int8)
-    got, project = _run_in_qemu(graph, tmp_path / "kws", core_dir, x)
+    got, project = _run_in_qemu(graph, tmp_path / "kws", pio_core, x)
     assert all("_dsp" in s.kernel for s in project.program.steps if s.macs > 1000)
     assert project.plan.inplace, "the DSP plan runs pointwise and depthwise convolutions in place"
     assert np.array_equal(got, run_tflm(graph.model_bytes, x).reshape(len(x), -1))

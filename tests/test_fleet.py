@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, shared_model
+from conftest import shared_model
 
 from tinyedge import proc
 from tinyedge.boards import get_board, list_boards
-from tinyedge.build import provision
 from tinyedge.build.pio import pio_command
 from tinyedge.build.provision import pio_env
 from tinyedge.cli import cli
@@ -40,39 +38,21 @@ needs_qemu = pytest.mark.skipif(not shutil.which("qemu-system-arm"), reason="nee
 
 # ------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory) -> dict[str, Path]:
-    """The digits example trained once (cache under pytest's tmp dir) and quantized once."""
-    sys.path.insert(0, str(ROOT / "examples" / "digits"))
-    try:
-        from train import cached_train
-    finally:
-        sys.path.pop(0)
-    from tinyedge.quantize import quantize_model
-
-    root = tmp_path_factory.mktemp("digits")
-    # Under pytest-xdist the session folder above each worker's is shared: train once for all workers
-    # (cached_train is safe when several processes race).
-    paths = cached_train(tmp_path_factory.getbasetemp().parent / "digits-cache")
-    tflite = root / "digits.tflite"
-    quantize_model(paths["model"], paths["calib"], tflite)
-    return {"tflite": tflite, "test": paths["test"]}
-
-
-@pytest.fixture(scope="module")
-def core_dir(tmp_path_factory) -> Path:
-    return provision(tmp_path_factory.mktemp("pio-core"))
+def fleet_model(digits, digits_tflite) -> dict[str, Path]:
+    """The digits example (trained and quantized once per session, see conftest) for every board."""
+    return {"tflite": digits_tflite, "test": digits["test"]}
 
 
 # ------------------------------------------------------------------------------------------ emulated fleet
 @needs_arm
 @needs_qemu
 @pytest.mark.parametrize("board_id", EMULATED)
-def test_digits_end_to_end(board_id, digits, core_dir, tmp_path):
+def test_digits_end_to_end(board_id, fleet_model, pio_core, tmp_path):
     """Generate, build, run in QEMU and score: outputs bit-exact with tflite_micro on every board."""
     from tinyedge.pipeline import run_pipeline
 
-    result = run_pipeline(digits["tflite"], board_id, digits["test"], tmp_path / "run", limit=E2E_SAMPLES,
-                          core_dir=core_dir, progress=False)
+    result = run_pipeline(fleet_model["tflite"], board_id, fleet_model["test"], tmp_path / "run", limit=E2E_SAMPLES,
+                          core_dir=pio_core, progress=False)
     d = result.report.data
     assert d["board"] == board_id and d["emulated"] is True and d["samples"] == E2E_SAMPLES
     assert d["parity"] == 1.0
@@ -84,9 +64,9 @@ def test_digits_end_to_end(board_id, digits, core_dir, tmp_path):
 
 # ------------------------------------------------------------------------------------------ real boards
 @pytest.fixture(scope="module")
-def real_projects(digits, tmp_path_factory) -> dict[str, Path]:
+def real_projects(fleet_model, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("real")
-    return {b: generate_project(digits["tflite"], b, root / b).path for b in REAL}
+    return {b: generate_project(fleet_model["tflite"], b, root / b).path for b in REAL}
 
 
 @pytest.mark.parametrize("board_id", REAL)
@@ -192,14 +172,14 @@ def test_some_boards_have_renode_platforms():
 
 
 @pytest.mark.parametrize("board_id", RENODE_BOARDS)
-def test_generated_robot_suite_parses(board_id, digits, tmp_path):
+def test_generated_robot_suite_parses(board_id, fleet_model, tmp_path):
     """Robot Framework's own parser accepts the suite; it boots, waits for m-init-done and checks one
     inference's outputs against tflite_micro's."""
     from robot.running import TestSuiteBuilder
 
     from tinyedge.oracle import run_tflm
 
-    project = generate_project(digits["tflite"], board_id, tmp_path / "p").path
+    project = generate_project(fleet_model["tflite"], board_id, tmp_path / "p").path
     files = write_renode_files(project)
     assert files.robot.parent == project / "renode" and files.resc.name == f"{board_id}.resc"
     assert _robot_errors(files.robot) == []
@@ -229,16 +209,16 @@ def test_shipped_renode_scripts_are_up_to_date():
             "regenerate with: python -c 'from tinyedge.emulate.renode import write_shipped_scripts as w; w(\"renode\")'")
 
 
-def test_board_without_renode_is_a_clear_error(digits, tmp_path):
-    project = generate_project(digits["tflite"], "qemu-mps2-an385", tmp_path / "p").path
+def test_board_without_renode_is_a_clear_error(fleet_model, tmp_path):
+    project = generate_project(fleet_model["tflite"], "qemu-mps2-an385", tmp_path / "p").path
     with pytest.raises(BoardError, match="no Renode platform") as err:
         write_renode_files(project)
     assert "qemu-netduinoplus2" in str(err.value)
 
 
 @pytest.mark.parametrize("args", [["emulate", "--engine", "renode"], ["test"]])
-def test_renode_missing_gives_install_hint(args, digits, tmp_path, monkeypatch):
-    project = generate_project(digits["tflite"], "qemu-netduinoplus2", tmp_path / "p").path
+def test_renode_missing_gives_install_hint(args, fleet_model, tmp_path, monkeypatch):
+    project = generate_project(fleet_model["tflite"], "qemu-netduinoplus2", tmp_path / "p").path
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     out = CliRunner().invoke(cli, [*args, str(project)])
     assert out.exit_code == ToolError.exit_code, out.output
@@ -273,9 +253,9 @@ def test_matrix_kws_over_all_boards():
 
 @needs_arm
 @needs_qemu
-def test_matrix_run_measures_emulated_boards(digits, core_dir, tmp_path):
-    m = compatibility_matrix(digits["tflite"], "qemu-mps2-an385,qemu-microbit,pico", run=True, samples=3,
-                             work_dir=tmp_path / "runs", core_dir=core_dir)
+def test_matrix_run_measures_emulated_boards(fleet_model, pio_core, tmp_path):
+    m = compatibility_matrix(fleet_model["tflite"], "qemu-mps2-an385,qemu-microbit,pico", run=True, samples=3,
+                             work_dir=tmp_path / "runs", core_dir=pio_core)
     rows = {r.board: r for r in m.rows}
     for board_id in ("qemu-mps2-an385", "qemu-microbit"):
         measured = rows[board_id].measured
@@ -289,7 +269,7 @@ def test_matrix_run_measures_emulated_boards(digits, core_dir, tmp_path):
     assert "measured instructions" in md and "not emulated" in md
 
 
-def test_matrix_unknown_board_is_a_clear_error(digits):
-    out = CliRunner().invoke(cli, ["matrix", str(digits["tflite"]), "--boards", "qemu-mps2-an368"])
+def test_matrix_unknown_board_is_a_clear_error(fleet_model):
+    out = CliRunner().invoke(cli, ["matrix", str(fleet_model["tflite"]), "--boards", "qemu-mps2-an368"])
     assert out.exit_code == 2 and "unknown board" in out.output and "Traceback" not in out.output
 

@@ -4,21 +4,15 @@ quantization and fused activations). Every int8 input sample set covers all 256 
 
 from __future__ import annotations
 
-import atexit
-import hashlib
 import shutil
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from difftest import check, inputs_for, qemu_outputs
 from tflite_builder import ACT, ModelBuilder, options
-from tinyedge.codegen.cmodel import render_model
-from tinyedge.codegen.host import HOST_CFLAGS, run_host
 from tinyedge.proc import run
 from tinyedge.model import read_model_bytes
-from tinyedge.model.program import build_program
 from tinyedge.oracle import run_tflm
 
 ACTS = list(ACT)
@@ -26,81 +20,6 @@ ACTS = list(ACT)
 
 def _rand_shape(rng, rank: int, lo: int = 1, hi: int = 5) -> list[int]:
     return [int(rng.integers(lo, hi + 1)) for _ in range(rank)]
-
-
-_KERNEL_OBJECTS: dict[str, Path] = {}
-
-
-def build_host_cached(files: dict[str, str], workdir: Path) -> Path:
-    """Like ``tinyedge.codegen.host.build_host`` (same flags), but the kernel sources, identical for every
-    model, are compiled once per test process: compiling them is most of a model's build time."""
-    kernels = {k: v for k, v in files.items() if k.startswith("src/te_kernels")}
-    # (a mutated kernel source hashes differently, so it gets its own objects)
-    key = hashlib.sha256(repr(sorted(kernels.items())).encode()).hexdigest()
-    for rel, text in files.items():
-        if rel.startswith("src/te_") or rel.startswith("host/"):
-            (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
-            (workdir / rel).write_text(text)
-    if key not in _KERNEL_OBJECTS:
-        objdir = Path(tempfile.mkdtemp(prefix="te-opdiff-kernels-"))
-        atexit.register(shutil.rmtree, objdir, True)
-        for rel in kernels:
-            if rel.endswith(".c"):
-                obj = objdir / (Path(rel).stem + ".o")
-                run(["gcc", *HOST_CFLAGS, "-I", workdir / "src", "-c", workdir / rel, "-o", obj],
-                    what="host compile of kernels")
-        _KERNEL_OBJECTS[key] = objdir
-    objs = sorted(_KERNEL_OBJECTS[key].glob("*.o"))
-    srcs = [workdir / "src" / "te_model.c", workdir / "src" / "te_model_data.c", workdir / "host" / "te_host_main.c"]
-    exe = workdir / "te_host"
-    run(["gcc", *HOST_CFLAGS, "-I", workdir / "src", *srcs, *objs, "-o", exe], what="host compile of the model")
-    return exe
-
-
-def _inputs(g, rng, samples: int) -> np.ndarray:
-    """Int8 rows whose first row walks every byte value; float rows cover the int8 range, clamping and .5 ties."""
-    x = g.input
-    n = x.size
-    if x.dtype == "FLOAT32":
-        q = next(g.tensor(op.outputs[0]) for op in g.operators if g.inputs[0] in op.inputs)
-        s, zp = q.q()
-        real = (rng.uniform(-150, 150, size=(samples, n)) - zp) * s
-        ties = (np.arange(n) % 41 - 20 + 0.5) * s  # exact half steps hit the rounding rule
-        real[0] = ties
-        return real.astype(np.float32)
-    rows = rng.integers(-128, 128, size=(samples, n))
-    rows[0] = (np.arange(n) * 97 + 3) % 256 - 128 if n < 256 else np.resize(np.arange(-128, 128), n)
-    return rows.astype(np.int8)
-
-
-def check(model: bytes, describe: str, *, seed: int = 0, samples: int = 6, mutate=None) -> None:
-    """Assert the generated C gives exactly TFLM's outputs; the message names op, params, first difference.
-    ``mutate`` edits the rendered sources first (to prove the check catches a wrong kernel)."""
-    g = read_model_bytes(model, name="opdiff")
-    program = build_program(g)
-    files = render_model(program).files
-    if mutate:
-        files = mutate(files)
-    rng = np.random.default_rng(seed)
-    x = _inputs(g, rng, samples)
-    if samples > 1 and g.input.dtype == "INT8" and g.input.size < 256:
-        extra = np.resize(np.arange(-128, 128, dtype=np.int8), (-(-256 // g.input.size), g.input.size))
-        x = np.concatenate([x, extra])
-    expected = run_tflm(model, x.reshape((len(x),) + tuple(g.input.shape))).reshape(len(x), -1)
-    out_item = g.output.itemsize
-    with tempfile.TemporaryDirectory(prefix="te-opdiff-") as d:
-        exe = build_host_cached(files, Path(d))
-        raw = run_host(exe, x.view(np.int8).reshape(len(x), -1), g.output.size * out_item)
-    got = raw.view(np.float32 if g.output.dtype == "FLOAT32" else np.int8).reshape(len(x), -1)
-    same = got.view(np.uint8) == expected.view(np.uint8)
-    if same.all():
-        return
-    bad = np.argwhere(got != expected)[0] if (got != expected).any() else np.argwhere(~same)[0]
-    s, e = int(bad[0]), int(bad[1])
-    ops = "; ".join(f"{st.op.opcode} {st.kernel} {st.params}" for st in program.steps)
-    pytest.fail(f"{describe}: sample {s} element {e} (input {x[s].reshape(-1)[e] if x[s].size > e else '?'}): "
-                f"generated C gave {got[s, e]!r}, TFLM gave {expected[s, e]!r} "
-                f"({int((got != expected).sum())} of {got.size} elements differ); steps: {ops}")
 
 
 def _q(rng, lo=0.01, hi=0.1):
@@ -512,6 +431,9 @@ ARM_FLAGS = [("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d
 def test_generated_c_builds_for_arm_with_werror(flags, tmp_path):
     """All kernels and a model using every new op (float I/O included) compile warning-free for Cortex-M."""
     model, _ = chain_model(1, True, True)
+    from tinyedge.codegen.cmodel import render_model
+    from tinyedge.model.program import build_program
+
     files = render_model(build_program(read_model_bytes(model, name="chain"))).files
     for rel, text in files.items():
         if rel.startswith("src/"):
@@ -524,30 +446,12 @@ def test_generated_c_builds_for_arm_with_werror(flags, tmp_path):
 
 @pytest.mark.skipif(not all(shutil.which(t) for t in ("arm-none-eabi-gcc", "qemu-system-arm", "pio")),
                     reason="needs arm-none-eabi-gcc, qemu-system-arm and platformio")
-def test_chain_with_float_input_in_qemu(tmp_path):
+def test_chain_with_float_input_in_qemu(tmp_path, pio_core):
     """The firmware runs the every-op chain with a float32 input (sent as raw bytes through te-load) on
     qemu-mps2-an386 (Cortex-M4F) and gives TFLM's int8 outputs."""
-    from tinyedge.boards import get_board
-    from tinyedge.build import build_project, provision
-    from tinyedge.codegen import generate_project
-    from tinyedge.emulate import QemuSession
-    from tinyedge.link import connect
-
     model, desc = chain_model(2, True, False)
     graph = read_model_bytes(model, name="chain")
-    x = _inputs(graph, np.random.default_rng(5), 6).reshape((6,) + tuple(graph.input.shape))
-    board = get_board("qemu-mps2-an386")
-    project = generate_project(graph, board, tmp_path / "proj")
-    build = build_project(project.path, core_dir=provision(tmp_path / "core"))
-    outs = []
-    with QemuSession(board, build.elf) as qemu:
-        client = connect(qemu.url, connect_timeout=10.0, ready_timeout=20.0)
-        try:
-            for row in x:
-                client.load(row.tobytes())
-                client.infer(1, 0, timeout=60)
-                outs.append(client.te_results().out.reshape(-1))
-        finally:
-            client.close()
+    x = inputs_for(graph, np.random.default_rng(5), 6).reshape((6,) + tuple(graph.input.shape))
+    got, _ = qemu_outputs(graph, "qemu-mps2-an386", x, tmp_path / "proj", pio_core, timeout=60)
     expected = run_tflm(model, x).reshape(len(x), -1)
-    assert np.array_equal(np.stack(outs).astype(np.int8), expected), f"{desc}: QEMU {outs} vs TFLM {expected.tolist()}"
+    assert np.array_equal(got, expected), f"{desc}: QEMU {got.tolist()} vs TFLM {expected.tolist()}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -19,21 +18,6 @@ from tinyedge.cli import cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SUPPORTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "SOFTMAX"}
-
-
-def _load_train_script():
-    spec = importlib.util.spec_from_file_location("digits_train", ROOT / "examples" / "digits" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def digits(request, tmp_path_factory) -> dict[str, Path]:
-    """The trained digits example, cached in .pytest_cache keyed on the training script."""
-    cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
-    root = cache.mkdir("tinyedge-digits") if cache is not None else tmp_path_factory.mktemp("digits")
-    return _load_train_script().cached_train(root)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as S
 
 from conftest import shared_model
+from difftest import qemu_outputs
 from tinyedge.cli import cli
 from tinyedge.codegen.cmodel import render_model
 from tinyedge.codegen.host import build_host, run_host
@@ -48,37 +49,17 @@ needs_tools = pytest.mark.skipif(
 
 
 @needs_tools
-def test_qemu_parity_100_inputs(tmp_path_factory):
-    """Both models generated, built with PlatformIO for qemu-mps2-an386 and run in QEMU through the serial
-    protocol (te-load / infer / te-results): every output equal to TFLM's."""
-    from tinyedge.boards import get_board
-    from tinyedge.build import build_project, provision
-    from tinyedge.codegen import generate_project
-    from tinyedge.emulate import QemuSession
-    from tinyedge.link import connect
-
-    core = provision(tmp_path_factory.mktemp("pio-core"))
-    board = get_board(BOARD)
-    for k, name in enumerate(MODELS):
-        graph = load_model(shared_model(name))
-        x = _inputs(graph, 23 + k)
-        project = generate_project(graph, board, tmp_path_factory.mktemp("proj") / graph.name)
-        build = build_project(project.path, core_dir=core)
-        outs = []
-        with QemuSession(board, build.elf) as qemu:
-            client = connect(qemu.url, connect_timeout=10.0, ready_timeout=20.0)
-            try:
-                for row in x:
-                    client.load(row.tobytes())
-                    client.infer(1, 0, timeout=60)
-                    outs.append(client.te_results().out.reshape(-1))
-            finally:
-                client.close()
-        got = np.stack(outs).astype(np.int8)
-        expected = run_tflm(graph.model_bytes, x).reshape(N, -1)
-        bad = np.argwhere(got != expected)
-        assert not len(bad), (f"{name} in QEMU: {len(bad)} of {got.size} outputs differ from TFLM; first at sample "
-                              f"{bad[0][0]} element {bad[0][1]}")
+@pytest.mark.parametrize("name", MODELS)
+def test_qemu_parity_100_inputs(name, tmp_path, pio_core):
+    """Generated, built with PlatformIO for qemu-mps2-an386 and run in QEMU through the serial protocol
+    (te-load / infer / te-results): every output equal to TFLM's."""
+    graph = load_model(shared_model(name))
+    x = _inputs(graph, 23 + MODELS.index(name))
+    got, _ = qemu_outputs(graph, BOARD, x, tmp_path / graph.name, pio_core, timeout=60)
+    expected = run_tflm(graph.model_bytes, x).reshape(N, -1)
+    bad = np.argwhere(got != expected)
+    assert not len(bad), (f"{name} in QEMU: {len(bad)} of {got.size} outputs differ from TFLM; first at sample "
+                          f"{bad[0][0]} element {bad[0][1]}")
 
 
 def count_macs(path) -> int:

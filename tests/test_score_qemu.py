@@ -32,14 +32,12 @@ def kws() -> Path:
 
 
 @pytest.fixture(scope="module")
-def elf(kws, tmp_path_factory) -> Path:
-    from tinyedge.build import build_project, provision
+def elf(kws, pio_core, tmp_path_factory) -> Path:
+    from tinyedge.build import build_project
     from tinyedge.codegen import generate_project
 
-    root = tmp_path_factory.mktemp("kws-fw")
-    core = provision(root / "pio-core")
-    project = generate_project(kws, BOARD, root / "project")
-    return build_project(project.path, core_dir=core).elf
+    project = generate_project(kws, BOARD, tmp_path_factory.mktemp("kws-fw") / "project")
+    return build_project(project.path, core_dir=pio_core).elf
 
 
 @pytest.fixture(scope="module")

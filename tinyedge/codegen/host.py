@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -15,6 +18,28 @@ from ..proc import run, which
 HOST_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror")
 
 
+_KERNEL_OBJECTS: dict[str, Path] = {}
+
+
+def _kernel_objects(files: dict[str, str], workdir: Path, cc: str, flags: tuple[str, ...]) -> list[Path]:
+    """Object files of the kernel sources, compiled once per process for each distinct source set.
+
+    The kernels are the same for every model, and compiling them is most of a model's build time.
+    A mutated kernel source hashes differently and gets its own objects.
+    """
+    kernels = {k: v for k, v in files.items() if k.startswith("src/te_kernels")}
+    key = hashlib.sha256(repr((sorted(kernels.items()), cc, flags)).encode()).hexdigest()
+    if key not in _KERNEL_OBJECTS:
+        objdir = Path(tempfile.mkdtemp(prefix="tinyedge-kernels-"))
+        atexit.register(shutil.rmtree, objdir, True)
+        for rel in sorted(kernels):
+            if rel.endswith(".c"):
+                run([cc, *flags, "-I", workdir / "src", "-c", workdir / rel, "-o", objdir / (Path(rel).stem + ".o")],
+                    what="host compile of the kernels", hint="this is a tinyedge bug: report it with the model")
+        _KERNEL_OBJECTS[key] = objdir
+    return sorted(_KERNEL_OBJECTS[key].glob("*.o"))
+
+
 def build_host(files: dict[str, str], workdir: str | Path, *, cc: str = "gcc", extra_flags: tuple[str, ...] = ()) -> Path:
     """Write the model sources (``src/te_*``, ``host/te_host_main.c``) into ``workdir`` and link ``te_host``."""
     which(cc, "install a C compiler (apt-get install gcc)")
@@ -24,9 +49,12 @@ def build_host(files: dict[str, str], workdir: str | Path, *, cc: str = "gcc", e
             p = workdir / rel
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text)
-    srcs = sorted(str(p) for p in (workdir / "src").glob("te_*.c") if p.name != "te_port.c")
+    flags = (*HOST_CFLAGS, *extra_flags)
+    objs = _kernel_objects(files, workdir, cc, flags)
+    srcs = sorted(str(p) for p in (workdir / "src").glob("te_*.c")
+                  if p.name != "te_port.c" and not p.name.startswith("te_kernels"))
     exe = workdir / "te_host"
-    run([cc, *HOST_CFLAGS, *extra_flags, "-I", workdir / "src", *srcs, workdir / "host" / "te_host_main.c", "-o", exe],
+    run([cc, *flags, "-I", workdir / "src", *srcs, *objs, workdir / "host" / "te_host_main.c", "-o", exe],
         what="host compile of the generated model", hint="this is a tinyedge bug: report it with the model")
     return exe
 
