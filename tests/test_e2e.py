@@ -61,3 +61,15 @@ def test_slo_miss_exits_1_with_a_table(digits_tflite, digits, pio_core, tmp_path
                                  "--slo", "latency_ms.p95<=0.001"])
     assert r.exit_code == 1, r.output
     assert "SLOs missed" in r.output and "latency_ms.p95<=0.001" in r.output
+
+
+def test_run_reads_slos_from_tinyedge_toml(digits_tflite, digits, pio_core, tmp_path, monkeypatch):
+    monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(pio_core))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tinyedge.toml").write_text('[slo]\nparity = "==1"\n"latency_ms.p99" = "<=0.001"\n')
+    r = CliRunner().invoke(cli, ["run", str(digits_tflite), "--board", "qemu-mps2-an386", "--data",
+                                 str(digits["test"]), "--limit", "10", "-o", str(tmp_path / "r")])
+    assert r.exit_code == 1, r.output
+    assert "SLOs from" in r.output and "latency_ms.p99<=0.001" in r.output
+    junit = (tmp_path / "r" / "score" / "junit.xml").read_text()
+    assert junit.count("<testcase") == 2 and "<failure" in junit

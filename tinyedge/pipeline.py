@@ -41,11 +41,15 @@ def run_pipeline(
     port: str | None = None,
     core_dir: Path | None = None,
     allow_model_mismatch: bool = False,
+    power_trace: str | Path | None = None,
     progress: bool = True,
     say: Callable[[str], None] = lambda s: None,
 ) -> RunResult:
     """Quantize (when MODEL is Keras), generate, build with PlatformIO, run (QEMU, or flash and use
-    ``port`` on a real board) and score. Every artefact lands in ``out_dir``."""
+    ``port`` on a real board) and score. Every artefact lands in ``out_dir``.
+
+    ``slos`` and ``power_trace`` are passed to :func:`tinyedge.score.score`.
+    """
     model, data, out_dir = Path(model), Path(data), Path(out_dir)
     board = board if isinstance(board, Board) else get_board(board)
     if board.qemu is None and port is None:
@@ -86,7 +90,7 @@ def run_pipeline(
         with QemuSession(board, build.elf) as qemu:
             say(f"[5/5] score over {qemu.url}")
             report = score(qemu.url, data, model, out_dir=score_dir, limit=limit, slos=slos,
-                           allow_model_mismatch=allow_model_mismatch, progress=progress)
+                           allow_model_mismatch=allow_model_mismatch, progress=progress, power_trace=power_trace)
     else:
         from .build import flash_project
 
@@ -94,5 +98,5 @@ def run_pipeline(
         flash_project(project.path, upload_port=port, core_dir=core_dir)
         say(f"[5/5] score over {port}")
         report = score(port, data, model, out_dir=score_dir, limit=limit, slos=slos,
-                       allow_model_mismatch=allow_model_mismatch, progress=progress)
+                       allow_model_mismatch=allow_model_mismatch, progress=progress, power_trace=power_trace)
     return RunResult(model, project.path, build, report, qreport)
