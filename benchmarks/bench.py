@@ -94,7 +94,7 @@ def host_times(graph, x: np.ndarray, iterations: int) -> tuple[float, float, boo
 
 def device_run(graph, board, workdir: Path, core_dir: Path, x: np.ndarray) -> dict:
     """Generate, build and run one inference in QEMU: ticks, per-layer ticks, outputs, sizes, plan."""
-    from tinyedge.build import build_project
+    from tinyedge.firmware import build_project
     from tinyedge.codegen import generate_project
     from tinyedge.emulate import QemuSession
     from tinyedge.link import connect
@@ -118,7 +118,7 @@ def run_benchmark(models: list[str], boards: list[str], *, variants: tuple[str, 
                   workdir: Path | None = None, host_iterations: int = 200, say=print) -> list[dict]:
     """Measure every model on every board in each variant; returns the records (keys: RECORD_KEYS)."""
     from tinyedge.boards import get_board
-    from tinyedge.build import provision
+    from tinyedge.firmware import provision
     from tinyedge.model import load_model
     from tinyedge.model.program import build_program
     from tinyedge.oracle import min_arena_bytes, run_tflm

@@ -47,7 +47,7 @@ def digits_tflite(digits, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def pio_core(tmp_path_factory) -> Path:
     """A private PlatformIO core folder with tool-scons provisioned (never the user's ~/.platformio)."""
-    from tinyedge.build import provision
+    from tinyedge.firmware import provision
 
     core = tmp_path_factory.mktemp("pio-core")
     provision(core)

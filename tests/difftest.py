@@ -76,7 +76,7 @@ def qemu_outputs(graph: Graph, board_id: str, inputs: np.ndarray, workdir: Path,
     """Generate, build (PlatformIO) and run ``graph`` on an emulated board; feed each input row through
     the serial protocol (te-load, infer, te-results). Returns (int8 outputs, the GeneratedProject)."""
     from tinyedge.boards import get_board
-    from tinyedge.build import build_project
+    from tinyedge.firmware import build_project
     from tinyedge.codegen import generate_project
     from tinyedge.emulate import QemuSession
     from tinyedge.link import connect

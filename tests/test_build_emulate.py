@@ -1,4 +1,4 @@
-"""tinyedge.build and tinyedge.emulate end to end with the real tools: offline PlatformIO, arm-none-eabi-gcc, QEMU.
+"""tinyedge.firmware and tinyedge.emulate end to end with the real tools: offline PlatformIO, arm-none-eabi-gcc, QEMU.
 
 A test-only firmware (tests/fixtures/port_test_main.c) exercises the generated board port over the UART.
 """
@@ -20,8 +20,8 @@ from click.testing import CliRunner
 
 from tinyedge import proc
 from tinyedge.boards import MemRegion, get_board
-from tinyedge.build import PLATFORM_DIR, build_project, flash_project, project_files, provision
-from tinyedge.build.provision import SCONS_PKG_VERSION
+from tinyedge.firmware import PLATFORM_DIR, build_project, flash_project, project_files, provision
+from tinyedge.firmware.provision import SCONS_PKG_VERSION
 from tinyedge.cli import cli
 from tinyedge.emulate import QemuSession, emulate_project, free_port, qemu_command
 from tinyedge.errors import FitError, TinyedgeError, ToolError

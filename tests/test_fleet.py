@@ -16,8 +16,8 @@ from conftest import shared_model
 
 from tinyedge import proc
 from tinyedge.boards import get_board, list_boards
-from tinyedge.build.pio import pio_command
-from tinyedge.build.provision import pio_env
+from tinyedge.firmware.pio import pio_command
+from tinyedge.firmware.provision import pio_env
 from tinyedge.cli import cli
 from tinyedge.codegen import generate_project
 from tinyedge.emulate.renode import RENODE_HINT, renode_script, write_renode_files
@@ -129,7 +129,7 @@ def test_esp32_sources_are_portable_c(real_projects, tmp_path):
 def test_real_board_build_offline_says_what_is_missing(real_projects):
     """A stock-platform project needs no arm-none-eabi-gcc (its platform brings a toolchain); offline, `pio run`
     fails to install the platform (after ~1 minute of retries, so the output it printed here is replayed)."""
-    from tinyedge.build.pio import _download_error, uses_tinyedge_platform
+    from tinyedge.firmware.pio import _download_error, uses_tinyedge_platform
 
     project = real_projects["pico"]
     assert not uses_tinyedge_platform(project)

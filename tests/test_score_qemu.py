@@ -33,7 +33,7 @@ def kws() -> Path:
 
 @pytest.fixture(scope="module")
 def elf(kws, pio_core, tmp_path_factory) -> Path:
-    from tinyedge.build import build_project
+    from tinyedge.firmware import build_project
     from tinyedge.codegen import generate_project
 
     project = generate_project(kws, BOARD, tmp_path_factory.mktemp("kws-fw") / "project")

@@ -19,7 +19,7 @@ def test_wheel_ships_templates_boards_renode_and_lists_boards(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for needed in ("tinyedge/_data/boards/qemu-mps2-an386.yaml", "tinyedge/_data/firmware_templates/main.c.j2",
                    "tinyedge/_data/firmware_templates/te_kernels.c.j2", "tinyedge/_data/renode/README.md",
-                   "tinyedge/build/platform/platform.json", "tinyedge/build/platform/builder/main.py"):
+                   "tinyedge/firmware/platform/platform.json", "tinyedge/firmware/platform/builder/main.py"):
         assert needed in names, f"{needed} missing from {wheel.name}"
 
     venv = tmp_path / "venv"

@@ -20,7 +20,7 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 class RunResult:
     model: Path  # the int8 .tflite that was deployed
     project: Path
-    build: object  # tinyedge.build.BuildResult
+    build: object  # tinyedge.firmware.BuildResult
     report: object  # tinyedge.score.Report
     quantize: object | None = None  # tinyedge.quantize.QuantizeReport when MODEL was Keras
 
@@ -74,7 +74,7 @@ def run_pipeline(
     say(f"[2/5] generate a PlatformIO project for {board.id}")
     project = generate_project(model, board, out_dir / "project")
 
-    from .build import build_project
+    from .firmware import build_project
 
     say("[3/5] build: pio run")
     build = build_project(project.path, core_dir=core_dir)
@@ -92,7 +92,7 @@ def run_pipeline(
             report = score(qemu.url, data, model, out_dir=score_dir, limit=limit, slos=slos,
                            allow_model_mismatch=allow_model_mismatch, progress=progress, power_trace=power_trace)
     else:
-        from .build import flash_project
+        from .firmware import flash_project
 
         say(f"[4/5] flash: pio run -t upload ({port})")
         flash_project(project.path, upload_port=port, core_dir=core_dir)

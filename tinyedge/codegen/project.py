@@ -68,7 +68,7 @@ class GeneratedProject:
 
 def project_sources(graph: Graph, board: Board, *, mlperf_id: str | None = None) -> tuple[dict[str, str | bytes], Program, MemoryPlan, FitReport]:
     """All files of the project in memory (nothing written), after the support and fit checks."""
-    from ..build import project_files  # the board side: platformio.ini, linker script, startup, port
+    from ..firmware import project_files  # the board side: platformio.ini, linker script, startup, port
 
     from .target import specialize  # the board's fastest exact kernels (DSP on cores that have it)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..build import build_project, project_env
+from ..firmware import build_project, project_env
 
 
 def _board_limits(project: Path) -> tuple[int, int] | None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..build import flash_project
+from ..firmware import flash_project
 
 
 @click.command("flash")

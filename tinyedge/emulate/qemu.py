@@ -213,7 +213,7 @@ class QemuSession:
 
 
 def _project_board(project: Path) -> Board:
-    from ..build.pio import project_env  # noqa: PLC0415  (avoid importing the build package eagerly)
+    from ..firmware.pio import project_env  # noqa: PLC0415  (avoid importing the build package eagerly)
 
     manifest = project / "tinyedge.json"
     if manifest.is_file():
@@ -233,7 +233,7 @@ def emulate_project(project_dir: Path | str, serial_port: int | None = None, *,
     The board comes from ``PROJECT/tinyedge.json`` (key ``board``) or the environment in
     platformio.ini. ``echo`` is told where the UART is; the firmware starts once a client connects.
     """
-    from ..build.pio import project_env  # noqa: PLC0415
+    from ..firmware.pio import project_env  # noqa: PLC0415
 
     project = Path(project_dir).resolve()
     if not (project / "platformio.ini").is_file():

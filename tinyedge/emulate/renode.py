@@ -94,7 +94,7 @@ def robot_suite(board: Board, elf: Path | str, *, model_name: str, model_sha256:
 
 
 def _project_elf(project: Path) -> Path:
-    from ..build.pio import project_env  # noqa: PLC0415
+    from ..firmware.pio import project_env  # noqa: PLC0415
 
     return project / ".pio" / "build" / project_env(project) / "firmware.elf"
 

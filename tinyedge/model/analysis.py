@@ -93,7 +93,7 @@ def last_build_code_bytes(board: Board, project: Path | None, program: Program) 
     elf = Path(project) / ".pio" / "build" / board.id / "firmware.elf"
     if not elf.is_file():
         return None
-    from ..build.pio import _size  # the one place that runs arm-none-eabi-size
+    from ..firmware.pio import _size  # the one place that runs arm-none-eabi-size
 
     size = _size(elf)
     return max(size.text + size.data - program.weight_bytes, 0), f"arm-none-eabi-size {elf}"
