@@ -134,9 +134,45 @@ def _dsp_conv(s: Step) -> Step | None:
         scratch=8 * kpad + (0 if pointwise else kpad), inplace=pointwise and oc <= ic)
 
 
+def _dsp_dw3x3(s: Step) -> Step | None:
+    """3x3, stride 1, no dilation: ``te_dwconv3x3`` (channel planes widened once, SMLAD on column pairs)."""
+    p = s.params
+    c = p["in_c"]
+    if (p["depth_mult"] != 1 or p["out_c"] != c or p["k_h"] != 3 or p["k_w"] != 3 or p["stride_h"] != 1
+            or p["stride_w"] != 1 or p["dil_h"] != 1 or p["dil_w"] != 1):
+        return None
+    if not (0 <= p["pad_h"] and p["in_h"] + p["pad_h"] <= p["out_h"] + 2 and 0 <= p["pad_w"]
+            and p["in_w"] + p["pad_w"] <= p["out_w"] + 2):
+        return None
+    scratch = (p["out_h"] + 2) * ((p["out_w"] + 4) & ~1) * 2
+    if scratch > max(4096, p["in_h"] * p["in_w"] * c // 2):
+        return None  # a large plane: the row-buffer kernel needs less memory
+    w = s.consts["filter"].astype(np.int64)  # (1, 3, 3, c)
+    flat = w.reshape(9, c)
+    in_off = int(p["in_offset"])
+    bias = _bias(s, c)
+    bound = np.abs(bias) + np.abs(flat).sum(axis=0) * _x_max(in_off)
+    rq = requant_constants(bias, s.consts["mult"], s.consts["shift"], bound, p["out_offset"], p["act_min"], p["act_max"])
+    if rq is None:
+        return None
+    rows, lsh, mode = rq
+    if lsh > 7:
+        return None  # the kernel folds the left shift into int16 weights
+    params = _conv_params(p, kpad=0, pointwise=0, lsh=lsh, mode=mode, in_zp=-in_off, in_off=in_off,
+                          act_min=p["act_min"], act_max=p["act_max"])
+    return dataclasses.replace(
+        s, kernel=f"te_dwconv3x3_s8_dsp_m{mode}", struct="te_dsp_conv_params", params=params,
+        consts={"filter": flat.astype(np.int8).reshape(-1), "rq": rows},
+        args=["params", "in0", "const:filter", "const:rq@te_rq", "out0", "scratch"],
+        scratch=scratch, inplace=p["in_h"] == p["out_h"] and p["in_w"] == p["out_w"])
+
+
 def _dsp_dwconv(s: Step) -> Step | None:
     p = s.params
     c = p["in_c"]
+    fast = _dsp_dw3x3(s)
+    if fast is not None:
+        return fast
     if p["depth_mult"] != 1 or c % 4 or p["out_c"] != c:
         return None
     w = s.consts["filter"].astype(np.int64)  # (1, kh, kw, c)
