@@ -149,7 +149,7 @@ def run_benchmark(models: list[str], boards: list[str], *, variants: tuple[str, 
                 rec = dict(model=label, board=board_id, variant=v, instructions=instr, macs=portable.macs,
                            mac_per_instr=round(portable.macs / instr, 4) if instr else None,
                            ram_bytes=r["plan"].arena_bytes, tflm_arena_bytes=tflm_arena, flash_bytes=r["flash"],
-                           weight_bytes=portable.weight_bytes, host_us=round(host_us, 2), tflm_host_us=round(tflm_us, 2))
+                           weight_bytes=portable.param_bytes, host_us=round(host_us, 2), tflm_host_us=round(tflm_us, 2))
                 records.append(rec)
                 say(profile_table(label, board_id, v, r, board))
     return records

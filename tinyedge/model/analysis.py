@@ -122,8 +122,7 @@ def analyze(graph: Graph, boards: list[Board] = (), *, project: Path | None = No
         else:
             kind = "alias" if op.opcode in ALIAS_OPS and op.outputs[0] in program.alias else "folded"
             layers.append(Layer(op.index, op.opcode, kind, shape, 0, 0, 0))
-    # Parameters are the model's own (weights + biases), independent of how a target re-packs them.
-    params = sum(int(a.size) for s in base.steps for k, a in s.consts.items() if k in ("filter", "bias"))
+    params = base.params
     measured = None
     for b in boards:
         measured = last_build_code_bytes(b, project, program)

@@ -73,7 +73,18 @@ class Program:
 
     @property
     def weight_bytes(self) -> int:
+        """Bytes of every constant the generated code holds (weights, biases, requantization constants)."""
         return sum(s.weight_bytes for s in self.steps)
+
+    @property
+    def params(self) -> int:
+        """The model's own parameters (weights and biases), however a target re-packs them."""
+        return sum(int(a.size) for s in self.steps for k, a in s.consts.items() if k in ("filter", "bias"))
+
+    @property
+    def param_bytes(self) -> int:
+        """Bytes of the model's weights and biases as stored in the .tflite (int8 weights, int32 biases)."""
+        return sum(int(a.nbytes) for s in self.steps for k, a in s.consts.items() if k in ("filter", "bias"))
 
 
 def _act_problems(g: Graph, op: Operator, idx: list[int], what: str) -> list[str]:
@@ -195,6 +206,7 @@ def build_program(g: Graph) -> Program:
 
 #: Argument order of the weighted kernels (conv, depthwise, fully connected).
 WEIGHTED_ARGS = ["params", "in0", "const:filter", "const:bias", "const:mult", "const:shift", "out0"]
+CONV_ARGS = ["params", "in0", "const:filter", "const:bias", "const:mult", "const:shift", "const:wsum", "out0"]
 
 def _fused(op: Operator) -> tuple[int, list[str]]:
     act = int(op.options.get("fusedActivationFunction", 0) or 0)
@@ -259,8 +271,13 @@ def _lower_conv(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
     consts["mult"] = np.asarray(mults, dtype=np.int32)
     consts["shift"] = np.asarray(shifts, dtype=np.int32)
     macs = n * oh * ow * oc * kh * kw * (1 if depthwise else ic)
-    kernel = "te_dwconv2d_s8" if depthwise else "te_conv2d_s8"
-    return Step(op, kernel, [op.inputs[0]], [op.outputs[0]], params, consts, macs, "te_conv_params", WEIGHTED_ARGS), []
+    if depthwise:
+        return Step(op, "te_dwconv2d_s8", [op.inputs[0]], [op.outputs[0]], params, consts, macs, "te_conv_params",
+                    WEIGHTED_ARGS), []
+    # The input-offset term is off * sum(w): the sums are constants (see te_conv2d_s8).
+    consts["wsum"] = w.data.reshape(oc, -1).astype(np.int64).sum(axis=1).astype(np.int32)
+    return Step(op, "te_conv2d_s8", [op.inputs[0]], [op.outputs[0]], params, consts, macs, "te_conv_params",
+                CONV_ARGS), []
 
 
 def _lower_fc(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
