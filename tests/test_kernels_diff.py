@@ -176,3 +176,21 @@ def test_harness_catches_one_lsb_requantization_error():
         if compare(model, seed=seed, describe=desc, mutate=mutate, samples=8) is not None:
             failures += 1
     assert failures > 0, "a one-LSB rounding change went unnoticed by the differential harness"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pointwise_conv_fast_path_matches_tflm(seed):
+    """1x1, stride 1, no padding: the kernel's matrix-product path (as in DS-CNN's pointwise layers)."""
+    rng = np.random.default_rng(100 + seed)
+    h, w, c, oc = int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 70)), int(rng.integers(1, 20))
+    in_s, in_zp = _q(rng)
+    f_scales = rng.uniform(0.002, 0.02, size=oc).astype(np.float32)
+    b = ModelBuilder()
+    ti = b.tensor((1, h, w, c), scale=in_s, zero_point=in_zp)
+    tf = b.tensor((oc, 1, 1, c), data=rng.integers(-127, 128, size=(oc, 1, 1, c), dtype=np.int8), scale=f_scales)
+    tb = b.tensor((oc,), "INT32", data=rng.integers(-3000, 3000, size=oc).astype(np.int32), scale=in_s * f_scales)
+    to = b.tensor((1, h, w, oc), scale=_out_scale(rng, in_s, float(f_scales.mean()), c), zero_point=int(rng.integers(-128, 128)))
+    b.op("CONV_2D", [ti, tf, tb], [to], options("Conv2DOptions", padding=PADDING["VALID"], strideW=1, strideH=1,
+                                                fusedActivationFunction=ACT[ACTS[seed % len(ACTS)]]), "Conv2DOptions")
+    problem = compare(b.build([ti], [to]), seed=seed, describe=f"pointwise CONV_2D seed={seed} {h}x{w}x{c}->{oc}")
+    assert problem is None, problem

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ToolError
 from ..proc import run, which
 
-HOST_CFLAGS = ("-std=c99", "-O3", "-Wall", "-Wextra", "-Werror")
+HOST_CFLAGS = ("-std=c99", "-O3", "-funroll-loops", "-Wall", "-Wextra", "-Werror")
 
 
 _KERNEL_OBJECTS: dict[str, Path] = {}
