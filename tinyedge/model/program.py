@@ -206,6 +206,7 @@ def build_program(g: Graph) -> Program:
 
 #: Argument order of the weighted kernels (conv, depthwise, fully connected).
 WEIGHTED_ARGS = ["params", "in0", "const:filter", "const:bias", "const:mult", "const:shift", "out0"]
+#: Conv and fully connected also take wsum (per output channel sum of weights, for the input-offset term).
 CONV_ARGS = ["params", "in0", "const:filter", "const:bias", "const:mult", "const:shift", "const:wsum", "out0"]
 
 def _fused(op: Operator) -> tuple[int, list[str]]:
@@ -308,8 +309,9 @@ def _lower_fc(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
         consts["bias"] = np.ascontiguousarray(b.data, dtype=np.int32)
     consts["mult"] = np.asarray(mults, dtype=np.int32)
     consts["shift"] = np.asarray(shifts, dtype=np.int32)
+    consts["wsum"] = w.data.astype(np.int64).sum(axis=1).astype(np.int32)  # see te_fc_s8
     return Step(op, "te_fc_s8", [op.inputs[0]], [op.outputs[0]], params, consts, batches * in_depth * out_depth,
-                "te_fc_params", WEIGHTED_ARGS), []
+                "te_fc_params", CONV_ARGS), []
 
 
 def _lower_pool(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
