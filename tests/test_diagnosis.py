@@ -63,36 +63,33 @@ def _the_message(text: str) -> str:
     return errors[0]
 
 
-@pytest.mark.parametrize("command", ["generate", "inspect"])
-def test_unsupported_model_diagnosed_in_one_pass(command, tmp_path):
-    model = tmp_path / "odd.tflite"
-    model.write_bytes(unsupported_model())
+def _diagnose(command: str, model_bytes: bytes, tmp_path) -> str:
+    """Run generate or inspect on the model: non-zero exit, one error line (returned), nothing written."""
+    model = tmp_path / "model.tflite"
+    model.write_bytes(model_bytes)
     out = tmp_path / "project"
     args = (["generate", model, "--board", BOARD, "-o", out] if command == "generate"
             else ["inspect", model, "--no-tflm"])
     code, text = _run(args)
     assert code != 0
-    msg = _the_message(text)
+    assert not out.exists() and not list(tmp_path.glob(".project*"))
+    return _the_message(text)
+
+
+@pytest.mark.parametrize("command", ["generate", "inspect"])
+def test_unsupported_model_diagnosed_in_one_pass(command, tmp_path):
+    msg = _diagnose(command, unsupported_model(), tmp_path)
     assert "4 problems" in msg, msg
     assert "op 1 RSQRT (INT8 -> INT8) is not supported" in msg
     assert "op 2 CUSTOM:MyFancyOp is a custom op (INT8 -> INT8)" in msg
     assert "2 subgraphs" in msg
     assert "tensor 0 'x' has a dynamic shape [1, -1, 4]" in msg
     assert "RELU" in msg.split("Try:")[1] and "supported ops" in msg  # what to try: the supported list
-    assert not out.exists() and not list(tmp_path.glob(".project*"))
 
 
 @pytest.mark.parametrize("command", ["generate", "inspect"])
 def test_float_model_diagnosed(command, tmp_path):
-    model = tmp_path / "float.tflite"
-    model.write_bytes(float_model())
-    out = tmp_path / "project"
-    args = (["generate", model, "--board", BOARD, "-o", out] if command == "generate"
-            else ["inspect", model, "--no-tflm"])
-    code, text = _run(args)
-    assert code != 0
-    msg = _the_message(text)
+    msg = _diagnose(command, float_model(), tmp_path)
     assert "computes in float" in msg and "tinyedge quantize" in msg
     assert "op 0 CONV_2D: input tensor 0 'image' is FLOAT32, tinyedge kernels take INT8" in msg
     assert "op 2 FULLY_CONNECTED" in msg and "FLOAT32" in msg
-    assert not out.exists() and not list(tmp_path.glob(".project*"))

@@ -134,6 +134,22 @@ def _dsp_conv(s: Step) -> Step | None:
         scratch=8 * kpad + (0 if pointwise else kpad), inplace=pointwise and oc <= ic)
 
 
+def _dw_requant(s: Step, flat: np.ndarray) -> tuple[np.ndarray, int, int, dict] | None:
+    """Requantization rows, left shift, mode and kernel params of a depthwise step with taps x channels
+    weights ``flat``; None when the folded constants cannot be proven exact."""
+    p = s.params
+    in_off = int(p["in_offset"])
+    bias = _bias(s, p["in_c"])
+    bound = np.abs(bias) + np.abs(flat).sum(axis=0) * _x_max(in_off)
+    rq = requant_constants(bias, s.consts["mult"], s.consts["shift"], bound, p["out_offset"], p["act_min"], p["act_max"])
+    if rq is None:
+        return None
+    rows, lsh, mode = rq
+    params = _conv_params(p, kpad=0, pointwise=0, lsh=lsh, mode=mode, in_zp=-in_off, in_off=in_off,
+                          act_min=p["act_min"], act_max=p["act_max"])
+    return rows, lsh, mode, params
+
+
 def _dsp_dw3x3(s: Step) -> Step | None:
     """3x3, stride 1, no dilation: ``te_dwconv3x3`` (channel planes widened once, SMLAD on column pairs)."""
     p = s.params
@@ -149,17 +165,12 @@ def _dsp_dw3x3(s: Step) -> Step | None:
         return None  # a large plane: the row-buffer kernel needs less memory
     w = s.consts["filter"].astype(np.int64)  # (1, 3, 3, c)
     flat = w.reshape(9, c)
-    in_off = int(p["in_offset"])
-    bias = _bias(s, c)
-    bound = np.abs(bias) + np.abs(flat).sum(axis=0) * _x_max(in_off)
-    rq = requant_constants(bias, s.consts["mult"], s.consts["shift"], bound, p["out_offset"], p["act_min"], p["act_max"])
+    rq = _dw_requant(s, flat)
     if rq is None:
         return None
-    rows, lsh, mode = rq
+    rows, lsh, mode, params = rq
     if lsh > 7:
         return None  # the kernel folds the left shift into int16 weights
-    params = _conv_params(p, kpad=0, pointwise=0, lsh=lsh, mode=mode, in_zp=-in_off, in_off=in_off,
-                          act_min=p["act_min"], act_max=p["act_max"])
     return dataclasses.replace(
         s, kernel=f"te_dwconv3x3_s8_dsp_m{mode}", struct="te_dsp_conv_params", params=params,
         consts={"filter": flat.astype(np.int8).reshape(-1), "rq": rows},
@@ -180,15 +191,10 @@ def _dsp_dwconv(s: Step) -> Step | None:
     flat = w.reshape(taps, c)
     # int16 pairs per tap and group of 4 channels: (c0, c2), (c1, c3) as SXTAB16 widens the input word
     filt = flat.reshape(taps, c // 4, 4)[:, :, [0, 2, 1, 3]].astype(np.int16).reshape(-1)
-    in_off = int(p["in_offset"])
-    bias = _bias(s, c)
-    bound = np.abs(bias) + np.abs(flat).sum(axis=0) * _x_max(in_off)
-    rq = requant_constants(bias, s.consts["mult"], s.consts["shift"], bound, p["out_offset"], p["act_min"], p["act_max"])
+    rq = _dw_requant(s, flat)
     if rq is None:
         return None
-    rows, lsh, mode = rq
-    params = _conv_params(p, kpad=0, pointwise=0, lsh=lsh, mode=mode, in_zp=-in_off, in_off=in_off,
-                          act_min=p["act_min"], act_max=p["act_max"])
+    rows, lsh, mode, params = rq
     inplace = (p["stride_h"] == 1 and p["in_h"] == p["out_h"] and p["in_w"] == p["out_w"])
     return dataclasses.replace(
         s, kernel=f"te_dwconv2d_s8_dsp_m{mode}", struct="te_dsp_conv_params", params=params,
