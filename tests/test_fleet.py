@@ -57,7 +57,11 @@ def test_digits_end_to_end(board_id, fleet_model, pio_core, tmp_path):
     assert d["board"] == board_id and d["emulated"] is True and d["samples"] == E2E_SAMPLES
     assert d["parity"] == 1.0
     assert d["accuracy"] >= 0.9
-    assert d["instructions"] > 100_000
+    # A real count of executed work: no core does more than 2 MACs per instruction (SMLAD).
+    from tinyedge.model import load_model
+    from tinyedge.model.program import build_program
+
+    assert d["instructions"] > build_program(load_model(fleet_model["tflite"])).macs / 2
     board = get_board(board_id)
     assert result.build.flash_bytes <= board.flash.size and result.build.ram_bytes <= board.ram.size
 
@@ -257,10 +261,15 @@ def test_matrix_run_measures_emulated_boards(fleet_model, pio_core, tmp_path):
     m = compatibility_matrix(fleet_model["tflite"], "qemu-mps2-an385,qemu-microbit,pico", run=True, samples=3,
                              work_dir=tmp_path / "runs", core_dir=pio_core)
     rows = {r.board: r for r in m.rows}
+    from tinyedge.model import load_model
+    from tinyedge.model.program import build_program
+
+    macs = build_program(load_model(fleet_model["tflite"])).macs
     for board_id in ("qemu-mps2-an385", "qemu-microbit"):
         measured = rows[board_id].measured
         assert measured is not None, rows[board_id].run_error
-        assert measured.parity == 1.0 and measured.samples == 3 and measured.instructions > 100_000
+        # Without SIMD (ARMv7-M without DSP, ARMv6-M) every MAC costs at least one instruction.
+        assert measured.parity == 1.0 and measured.samples == 3 and measured.instructions > macs
         assert measured.energy_uj > 0 and rows[board_id].flash_measured
     assert rows["pico"].measured is None and rows["pico"].run_error == "not emulated"
     # ARMv6-M (no SMLAD, fewer wide registers) runs more instructions than ARMv7-M.
