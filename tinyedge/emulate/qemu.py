@@ -164,6 +164,8 @@ class QemuSession:
         """
         import serial  # noqa: PLC0415  (pyserial is only needed here)
 
+        from ..link.transport import open_url
+
         if self._proc is None:
             self.start()
         assert self._proc is not None
@@ -174,7 +176,7 @@ class QemuSession:
             if self._proc.poll() is not None:
                 raise self._died("before the UART connected")
             try:
-                self._serial = serial.serial_for_url(self.url, **serial_kwargs)
+                self._serial = open_url(self.url, **serial_kwargs)  # keeps the boot banner
                 return self._serial
             except (serial.SerialException, OSError) as exc:
                 if time.monotonic() > deadline:

@@ -37,6 +37,18 @@ def _open_hint(url: str) -> str:
             "that you may open it (dialout group), and that no serial monitor holds it")
 
 
+def open_url(url: str, **kwargs) -> serial.SerialBase:
+    """``serial.serial_for_url(url, **kwargs)``, opened without dropping bytes that already arrived.
+
+    pyserial's socket:// open() ends with reset_input_buffer(), which silently drops what already
+    arrived: an emulator's boot banner, and bytes the raw log must keep.
+    """
+    port = serial.serial_for_url(url, do_not_open=True, **kwargs)
+    port.reset_input_buffer = lambda: None  # type: ignore[method-assign]
+    port.open()
+    return port
+
+
 class Transport:
     """A byte pipe to a device over a pyserial URL, with raw logging of everything received.
 
@@ -67,12 +79,7 @@ class Transport:
         deadline = time.monotonic() + max(0.0, connect_timeout)
         while True:
             try:
-                port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=0.1, write_timeout=10,
-                                             do_not_open=True)
-                # pyserial's socket:// open() ends with reset_input_buffer(), which silently drops what
-                # already arrived: an emulator's boot banner, and bytes the raw log must keep.
-                port.reset_input_buffer = lambda: None  # type: ignore[method-assign]
-                port.open()
+                port = open_url(self.url, baudrate=self.baud, timeout=0.1, write_timeout=10)
                 log.info("opened %s at %d baud", self.url, self.baud)
                 return port
             except (serial.SerialException, ValueError, OSError) as exc:

@@ -398,7 +398,12 @@ class Monitor:
         return True
 
     def reset(self) -> None:
-        """Reset the statistics shown (recording is not affected)."""
+        """Reset the statistics shown (recording is not affected).
+
+        While paused, the batch still in flight is let in first, so a paused view really shows zero.
+        """
+        if self._paused.is_set():
+            self.wait_idle(timeout=8 * self.batch_seconds + 2.0)
         self.state.reset()
 
     def wait_idle(self, timeout: float = 10.0) -> None:
