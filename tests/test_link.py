@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinyedge.errors import LinkError
-from tinyedge.link import DutClient, Transport
+from tinyedge.link import DeviceError, DutClient, Transport
 from tinyedge.link import protocol as P
 
 printable = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60)
@@ -182,6 +182,19 @@ def test_client_retries_te_commands_with_bad_crc():
     r = c.te_results()
     assert r.ticks == 9 and r.out.tolist() == [1, -2]
     assert c.parser.stats.corrupt == 1
+
+
+def test_stream_treats_a_line_that_lost_its_first_byte_as_noise():
+    """`te-s-...` minus its leading 't' reads as an e- line: skipped (the seq gap shows it), not a refusal."""
+    lines = [P.with_crc(f"te-s-{i},{100 + i},3,90").encode() + b"\r\n" for i in range(3)]
+    lines[1] = lines[1][1:]
+    c = DutClient(_Scripted({b"te-stream 3%": [b"".join(lines)]}))
+    c.wait_ready(1)
+    assert [r["seq"] for r in c.stream(3)] == [0, 2]
+    refused = DutClient(_Scripted({b"te-stream 3%": [b"e-[No input loaded]\r\n"]}))
+    refused.wait_ready(1)
+    with pytest.raises(DeviceError, match="No input loaded"):
+        refused.stream(3)
 
 
 def test_client_gives_up_after_retries():

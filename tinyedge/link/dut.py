@@ -496,8 +496,12 @@ class DutClient:
             if line.kind == P.READY:
                 return
             if line.kind == P.ERROR:
-                raise DeviceError(f"device at {self.url} rejected `{text}%`: {P.error_message(line.text)}",
-                                  "check the command against docs/protocol.md")
+                if line.text.startswith("e-["):
+                    raise DeviceError(f"device at {self.url} rejected `{text}%`: {P.error_message(line.text)}",
+                                      "check the command against docs/protocol.md")
+                # "e-s-..." is a te-s line that lost its leading byte on the link: noise (the seq gap shows it)
+                log.debug("garbled stream line %r", line.text)
+                continue
             if line.kind == P.TE and line.text.startswith("te-s-"):
                 yield P.parse_te_stream(line.text)
 
