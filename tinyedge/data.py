@@ -65,8 +65,8 @@ def quantize_inputs(x: np.ndarray, scale: float, zero_point: int, dtype=np.int8)
     if x.dtype == dtype:
         return x
     info = np.iinfo(dtype)
-    q = np.round(x.astype(np.float64) / np.float64(np.float32(scale)))  # numpy rounds half to even
-    # TFLite uses round-half-away-from-zero (std::round).
-    frac = x.astype(np.float64) / np.float64(np.float32(scale))
-    q = np.where(np.abs(frac - np.trunc(frac)) == 0.5, np.trunc(frac) + np.sign(frac), q)
+    scaled = x.astype(np.float32) / np.float32(scale)  # float32 division, as TFLite's QUANTIZE does
+    # std::round: half away from zero (numpy's round would take ties to even).
+    whole = np.trunc(scaled)
+    q = np.where(np.abs(scaled - whole) == 0.5, whole + np.sign(scaled), np.round(scaled))
     return np.clip(q + zero_point, info.min, info.max).astype(dtype)

@@ -26,21 +26,22 @@ from .errors import BoardError, TinyedgeError
 
 #: Instructions per multiply-accumulate of tinyedge's int8 kernels, by core, measured in QEMU (``-icount
 #: shift=0``) on the MLPerf Tiny KWS model (DS-CNN, 2,656,768 MACs), everything included (layer calls,
-#: padding, requantization): 38.19 M instructions per inference on the Cortex-M3 (an385, portable C kernels),
-#: 5.51 M on the M4 (an386), 5.51 M on the M7 (an500), 5.50 M on the M33 (an505), 5.28 M on the M55 (an547)
-#: (the DSP kernels: SMLAD/SXTB16). KWS does not fit the Cortex-M0 board; its figure scales the M3's by the
-#: ratio the digits model measures (1,014,375 vs 603,700 instructions). Latency is estimated as MACs x this
-#: / clock, i.e. one instruction per cycle, the assumption the emulated scores make too. Cores QEMU does not
-#: emulate borrow the nearest figure. Faster kernels make these stale: ``--run`` measures.
+#: padding, requantization), with ``tinyedge matrix kws_ref_model.tflite --boards <board> --run``:
+#: 19.25 M instructions per inference on the Cortex-M3 (an385, portable C kernels), 4.84 M on the M4 (an386),
+#: 4.87 M on the M7 (an500), 4.88 M on the M33 (an505), 4.81 M on the M55 (an547) (the DSP kernels). KWS does
+#: not fit the Cortex-M0 board; its figure scales the M3's by the ratio the digits model measures there
+#: (495,312 vs 266,360 instructions). Latency is estimated as MACs x this / clock, i.e. one instruction per
+#: cycle, the assumption the emulated scores make too. Cores QEMU does not emulate borrow the nearest figure.
+#: Re-measure when the kernels change; ``--run`` always measures.
 INSTR_PER_MAC: dict[str, float] = {
-    "cortex-m0": 24.2,
-    "cortex-m0plus": 24.2,
-    "cortex-m3": 14.4,
-    "cortex-m4": 2.07,
-    "cortex-m7": 2.08,
-    "cortex-m33": 2.07,
-    "cortex-m55": 1.99,
-    "xtensa-lx7": 14.4,  # no measurement (no ESP32-S3 emulator here); the portable C kernels, like the M3
+    "cortex-m0": 13.47,
+    "cortex-m0plus": 13.47,
+    "cortex-m3": 7.24,
+    "cortex-m4": 1.82,
+    "cortex-m7": 1.83,
+    "cortex-m33": 1.84,
+    "cortex-m55": 1.81,
+    "xtensa-lx7": 7.24,  # no measurement (no ESP32-S3 emulator here); the portable C kernels, like the M3
 }
 #: Fixed per-inference cost (instructions) on top of the MACs (the per-MAC figures above already include
 #: KWS's overheads; small models such as digits measure more than this estimate).

@@ -556,16 +556,6 @@ class Monitor:
             self._emit(client, pending)
             pending = []
             client.resync()
-        except DeviceError as exc:
-            # A real refusal comes before any record (firmware without te-stream); an e- line in the
-            # middle of a batch is a te-s line whose first byte was lost on the link.
-            if got == 0 and any(w in exc.problem for w in ("Unknown command", "te-stream needs")):
-                raise
-            log.info("garbled line in a te-stream batch (%s): resynchronising", exc.problem)
-            self._emit(client, pending)
-            pending = []
-            self.state.on_link(crc_errors=1)
-            client.resync()
         finally:
             stream.close()
             self._emit(client, pending)
