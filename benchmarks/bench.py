@@ -102,7 +102,7 @@ def device_run(graph, board, workdir: Path, core_dir: Path, x: np.ndarray) -> di
     """Generate, build and run one inference in QEMU: ticks, per-layer ticks, outputs, sizes, plan."""
     from tinyedge.firmware import build_project
     from tinyedge.codegen import generate_project
-    from tinyedge.emulate import QemuSession
+    from tinyedge.runners import QemuSession
     from tinyedge.link import connect
 
     project = generate_project(graph, board, workdir)

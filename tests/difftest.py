@@ -78,7 +78,7 @@ def qemu_outputs(graph: Graph, board_id: str, inputs: np.ndarray, workdir: Path,
     from tinyedge.boards import get_board
     from tinyedge.firmware import build_project
     from tinyedge.codegen import generate_project
-    from tinyedge.emulate import QemuSession
+    from tinyedge.runners import QemuSession
     from tinyedge.link import connect
 
     board = get_board(board_id)

@@ -1,4 +1,4 @@
-"""tinyedge.firmware and tinyedge.emulate end to end with the real tools: offline PlatformIO, arm-none-eabi-gcc, QEMU.
+"""tinyedge.firmware and tinyedge.runners end to end with the real tools: offline PlatformIO, arm-none-eabi-gcc, QEMU.
 
 A test-only firmware (tests/fixtures/port_test_main.c) exercises the generated board port over the UART.
 """
@@ -23,7 +23,7 @@ from tinyedge.boards import MemRegion, get_board
 from tinyedge.firmware import PLATFORM_DIR, build_project, flash_project, project_files, provision
 from tinyedge.firmware.provision import SCONS_PKG_VERSION
 from tinyedge.cli import cli
-from tinyedge.emulate import QemuSession, emulate_project, free_port, qemu_command
+from tinyedge.runners import QemuSession, emulate_project, free_port, qemu_command
 from tinyedge.errors import FitError, TinyedgeError, ToolError
 
 BOARD_ID = "qemu-mps2-an386"

@@ -20,7 +20,7 @@ from tinyedge.firmware.pio import pio_command
 from tinyedge.firmware.provision import pio_env
 from tinyedge.cli import cli
 from tinyedge.codegen import generate_project
-from tinyedge.emulate.renode import RENODE_HINT, renode_script, write_renode_files
+from tinyedge.runners.renode import RENODE_HINT, renode_script, write_renode_files
 from tinyedge.errors import BoardError, ToolError
 from tinyedge.matrix import compatibility_matrix
 from tinyedge.paths import renode_dir
@@ -210,7 +210,7 @@ def test_shipped_renode_scripts_are_up_to_date():
     assert shipped == RENODE_BOARDS
     for board_id in shipped:
         assert (renode_dir() / f"{board_id}.resc").read_text() == renode_script(get_board(board_id)), (
-            "regenerate with: python -c 'from tinyedge.emulate.renode import write_shipped_scripts as w; w(\"renode\")'")
+            "regenerate with: python -c 'from tinyedge.runners.renode import write_shipped_scripts as w; w(\"renode\")'")
 
 
 def test_board_without_renode_is_a_clear_error(fleet_model, tmp_path):

@@ -48,7 +48,7 @@ def firmware(digits_tflite, pio_core, tmp_path_factory):
 
 @pytest.fixture
 def qemu(firmware):
-    from tinyedge.emulate import QemuSession
+    from tinyedge.runners import QemuSession
 
     board, elf = firmware
     with QemuSession(board, elf) as session:
@@ -295,7 +295,7 @@ def test_plain_line_and_disconnected_status():
 
 
 def test_cli_unreachable_port_is_one_line(tmp_path):
-    from tinyedge.emulate.qemu import free_port
+    from tinyedge.runners.qemu import free_port
 
     r = CliRunner().invoke(cli, ["monitor", f"socket://127.0.0.1:{free_port()}", "--record", str(tmp_path / "s"),
                                  "--plain"])

@@ -61,7 +61,7 @@ def test_web_dashboard_in_chromium(firmware, digits_tflite, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from tinyedge.emulate import QemuSession
+    from tinyedge.runners import QemuSession
     from tinyedge.monitor import Monitor, read_records
     from tinyedge.monitor.web import DashboardServer
 

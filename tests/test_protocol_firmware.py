@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from tinyedge.codegen.templates import render
+from tinyedge.render import render
 from tinyedge.errors import LinkError
 from tinyedge.link import DeviceError, DutClient, Transport
 from tinyedge.link import protocol as P

@@ -198,7 +198,7 @@ def test_real_kws_model_on_host_has_parity_1(tmp_path):
     from test_protocol_firmware import HOST_PORT_C, HOST_PORT_H
 
     from tinyedge.codegen.cmodel import render_model
-    from tinyedge.codegen.templates import render
+    from tinyedge.render import render
     from tinyedge.model import read_model_bytes
     from tinyedge.model.program import build_program
     from tinyedge.proc import run

@@ -51,7 +51,7 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def clean(elf, kws, data, tmp_path_factory):
     from tinyedge.boards import get_board
-    from tinyedge.emulate import QemuSession
+    from tinyedge.runners import QemuSession
     from tinyedge.score import score
 
     out = tmp_path_factory.mktemp("clean")
@@ -86,7 +86,7 @@ def test_fault_injection_proxy_loses_nothing(elf, kws, data, clean, tmp_path):
     """~1% corrupt bytes, dropped bytes and one cut connection: every corrupt line is rejected, the run
     resumes after reconnecting, raw.log holds every byte delivered, and the figures equal a clean run's."""
     from tinyedge.boards import get_board
-    from tinyedge.emulate import QemuSession
+    from tinyedge.runners import QemuSession
     from tinyedge.score import score
 
     clean_report, clean_out = clean
@@ -124,7 +124,7 @@ def test_fault_injection_proxy_loses_nothing(elf, kws, data, clean, tmp_path):
 def test_slo_pass_fail_junit_and_summary_in_qemu(elf, kws, data, tmp_path, monkeypatch):
     from tinyedge.boards import get_board
     from tinyedge.cli import cli
-    from tinyedge.emulate import QemuSession
+    from tinyedge.runners import QemuSession
 
     summary = tmp_path / "step_summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
@@ -156,7 +156,7 @@ def test_model_hash_mismatch_refused_in_qemu(elf, kws, tmp_path):
     """The firmware runs KWS; scoring it as another model is refused with both hashes, unless allowed."""
     from tinyedge.boards import get_board
     from tinyedge.cli import cli
-    from tinyedge.emulate import QemuSession
+    from tinyedge.runners import QemuSession
 
     other = tmp_path / "kws_copy.tflite"
     other.write_bytes(kws.read_bytes() + b"\0" * 8)  # same tensors, different file: a different build

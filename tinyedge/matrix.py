@@ -179,7 +179,7 @@ def compatibility_matrix(model: str | Path, boards: str | Iterable[str | Board] 
     accuracy). A board that fails to build or run gets ``run_error`` instead of measured figures.
     """
     from .model import load_model
-    from .model.analysis import analyze
+    from .analysis import analyze
 
     graph = load_model(model)
     board_list = resolve_boards(boards)
@@ -226,7 +226,7 @@ def _run_emulated(graph: Any, model: str | Path, boards: list[Board], rows: list
                   samples: int, work_dir: str | Path | None, core_dir: Path | None, say: Callable[[str], None]) -> None:
     from .firmware import build_project
     from .codegen import generate_project
-    from .emulate import QemuSession
+    from .runners import QemuSession
     from .score import score
 
     own_dir = work_dir is None

@@ -84,7 +84,7 @@ def run_pipeline(
 
     score_dir = out_dir / "score"
     if port is None:
-        from .emulate import QemuSession
+        from .runners import QemuSession
 
         say(f"[4/5] emulate: QEMU {board.qemu['machine']} (-icount shift=0)")
         with QemuSession(board, build.elf) as qemu:

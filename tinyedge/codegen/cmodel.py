@@ -11,7 +11,7 @@ from ..model.memplan import MemoryPlan, plan_memory
 from ..model.program import Program
 from ..model.ops_extra import boundary_quantization
 from ..paths import templates_dir
-from .templates import render
+from ..render import render
 
 _CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.int16): "int16_t",
            np.dtype(np.uint8): "uint8_t", np.dtype(np.float32): "float"}

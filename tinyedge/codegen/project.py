@@ -16,7 +16,7 @@ from ..model import Graph, load_model
 from ..model.memplan import MemoryPlan, plan_memory
 from ..model.program import Program, build_program
 from .cmodel import render_model
-from .templates import render
+from ..render import render
 
 #: RAM the firmware needs beside the arena: stack, the input buffer copy, command line buffer.
 RUNTIME_RAM_BYTES = 4096

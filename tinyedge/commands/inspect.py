@@ -18,7 +18,7 @@ def cmd(model: Path, board_ids: tuple[str, ...], project: Path | None, as_json: 
     """Per-layer ops, MACs, weights and memory plan of MODEL (.tflite), and whether it fits a board."""
     from ..boards import get_board, list_boards
     from ..model import load_model
-    from ..model.analysis import analysis_json, analyze
+    from ..analysis import analysis_json, analyze
 
     if "all" in board_ids:
         boards = list_boards()

@@ -18,7 +18,7 @@ def cmd(project_dir: Path, results: Path | None, write_only: bool) -> None:
 
     The .resc and .robot files are generated into PROJECT_DIR/renode/ first (for boards Renode models).
     """
-    from ..emulate.renode import run_robot, write_renode_files
+    from ..runners.renode import run_robot, write_renode_files
 
     if write_only:
         files = write_renode_files(project_dir)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..boards import Board
-from ..codegen.templates import render
+from ..render import render
 from ..errors import BoardError
 
 #: The offline PlatformIO platform shipped inside this package (``platform = <this path>``).

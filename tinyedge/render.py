@@ -1,4 +1,4 @@
-"""Rendering of the Jinja templates in ``firmware_templates/`` (always StrictUndefined)."""
+"""Rendering of the Jinja templates in ``firmware_templates/`` (always StrictUndefined); the bottom layer, so every stage can render its own files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import jinja2
 
-from ..paths import templates_dir
+from .paths import templates_dir
 
 
 def c_hex(value: int, width: int = 8) -> str:

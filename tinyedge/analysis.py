@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..boards import Board
-from .graph import Graph
-from .memplan import MemoryPlan, plan_memory
-from .program import ALIAS_OPS, Program, build_program
+from .boards import Board
+from .model.graph import Graph
+from .model.memplan import MemoryPlan, plan_memory
+from .model.program import ALIAS_OPS, Program, build_program
 
 
 @dataclass
@@ -77,7 +77,7 @@ def _quiet_stderr() -> Iterator[None]:
 
 def tflm_min_arena(graph: Graph) -> int | None:
     """TFLM's minimum arena for this model on the host interpreter (64-bit), or None if it cannot run."""
-    from ..oracle import min_arena_bytes
+    from .oracle import min_arena_bytes
 
     with _quiet_stderr():
         try:
@@ -93,7 +93,7 @@ def last_build_code_bytes(board: Board, project: Path | None, program: Program) 
     elf = Path(project) / ".pio" / "build" / board.id / "firmware.elf"
     if not elf.is_file():
         return None
-    from ..firmware.pio import _size  # the one place that runs arm-none-eabi-size
+    from .firmware.pio import _size  # the one place that runs arm-none-eabi-size
 
     size = _size(elf)
     return max(size.text + size.data - program.weight_bytes, 0), f"arm-none-eabi-size {elf}"
@@ -105,8 +105,8 @@ def analyze(graph: Graph, boards: list[Board] = (), *, project: Path | None = No
     With boards, the table and peak RAM describe the first board's program exactly as ``generate``
     builds it (its kernels, e.g. DSP, and their memory plan); each board's fit uses its own.
     """
-    from ..codegen.project import CODE_FLASH_ESTIMATE, fit_report
-    from ..codegen.target import specialize
+    from .codegen.project import CODE_FLASH_ESTIMATE, fit_report
+    from .codegen.target import specialize
 
     base = build_program(graph)
     program = specialize(base, boards[0]) if boards else base

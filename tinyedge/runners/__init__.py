@@ -4,7 +4,7 @@ QEMU (:class:`QemuSession`, :func:`emulate_project`) runs with ``-icount shift=0
 is one nanosecond of virtual time, so timer counts are the same on every run and proportional to the work
 done. The firmware ends the session with a semihosting exit, whose code becomes QEMU's exit status.
 
-Renode (:mod:`tinyedge.emulate.renode`) gets a generated ``.resc`` and Robot Framework suite per project
+Renode (:mod:`tinyedge.runners.renode`) gets a generated ``.resc`` and Robot Framework suite per project
 for boards whose file names a Renode platform; it runs when ``renode``/``renode-test`` are installed.
 """
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import proc
 from ..boards import Board, get_board
-from ..codegen.templates import render
+from ..render import render
 from ..errors import BoardError, TinyedgeError, ToolError
 
 RENODE_BIN = "renode"
