@@ -101,7 +101,7 @@ def host_times(graph, x: np.ndarray, iterations: int, rounds: int = 5) -> tuple[
 def device_run(graph, board, workdir: Path, core_dir: Path, x: np.ndarray) -> dict:
     """Generate, build and run one inference in QEMU: ticks, per-layer ticks, outputs, sizes, plan."""
     from tinyedge.firmware import build_project
-    from tinyedge.codegen import generate_project
+    from tinyedge.firmware import generate_project
     from tinyedge.runners import QemuSession
     from tinyedge.link import connect
 

@@ -77,7 +77,7 @@ def qemu_outputs(graph: Graph, board_id: str, inputs: np.ndarray, workdir: Path,
     the serial protocol (te-load, infer, te-results). Returns (int8 outputs, the GeneratedProject)."""
     from tinyedge.boards import get_board
     from tinyedge.firmware import build_project
-    from tinyedge.codegen import generate_project
+    from tinyedge.firmware import generate_project
     from tinyedge.runners import QemuSession
     from tinyedge.link import connect
 

@@ -19,7 +19,7 @@ from tinyedge.boards import get_board, list_boards
 from tinyedge.firmware.pio import pio_command
 from tinyedge.firmware.provision import pio_env
 from tinyedge.cli import cli
-from tinyedge.codegen import generate_project
+from tinyedge.firmware import generate_project
 from tinyedge.runners.renode import RENODE_HINT, renode_script, write_renode_files
 from tinyedge.errors import BoardError, ToolError
 from tinyedge.matrix import compatibility_matrix

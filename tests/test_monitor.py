@@ -32,7 +32,7 @@ DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "e
 def build_digits_firmware(digits_tflite: Path, pio_core: Path, out: Path) -> Path:
     """The digits model's firmware for the QEMU board (generate + pio build); returns the ELF."""
     from tinyedge.firmware import build_project
-    from tinyedge.codegen import generate_project
+    from tinyedge.firmware import generate_project
 
     generate_project(digits_tflite, BOARD, out)
     return build_project(out, core_dir=pio_core).elf

@@ -34,7 +34,7 @@ def kws() -> Path:
 @pytest.fixture(scope="module")
 def elf(kws, pio_core, tmp_path_factory) -> Path:
     from tinyedge.firmware import build_project
-    from tinyedge.codegen import generate_project
+    from tinyedge.firmware import generate_project
 
     project = generate_project(kws, BOARD, tmp_path_factory.mktemp("kws-fw") / "project")
     return build_project(project.path, core_dir=pio_core).elf

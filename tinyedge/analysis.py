@@ -105,7 +105,7 @@ def analyze(graph: Graph, boards: list[Board] = (), *, project: Path | None = No
     With boards, the table and peak RAM describe the first board's program exactly as ``generate``
     builds it (its kernels, e.g. DSP, and their memory plan); each board's fit uses its own.
     """
-    from .codegen.project import CODE_FLASH_ESTIMATE, fit_report
+    from .firmware.generate import CODE_FLASH_ESTIMATE, fit_report
     from .codegen.target import specialize
 
     base = build_program(graph)

@@ -225,7 +225,7 @@ def _random_inputs(graph: Any, n: int, path: Path) -> Path:
 def _run_emulated(graph: Any, model: str | Path, boards: list[Board], rows: list[Row], *, data: str | Path | None,
                   samples: int, work_dir: str | Path | None, core_dir: Path | None, say: Callable[[str], None]) -> None:
     from .firmware import build_project
-    from .codegen import generate_project
+    from .firmware import generate_project
     from .runners import QemuSession
     from .score import score
 

@@ -69,7 +69,7 @@ def run_pipeline(
     else:
         say(f"[1/5] {model} is already a .tflite: no quantization")
 
-    from .codegen import generate_project
+    from .firmware import generate_project
 
     say(f"[2/5] generate a PlatformIO project for {board.id}")
     project = generate_project(model, board, out_dir / "project")

@@ -1,5 +1,7 @@
-"""Code generation: templates, the model as C, and whole firmware projects."""
+"""Code generation: a lowered Program as C (``cmodel``), the target pass choosing each board's kernels
+(``target``), and host builds of the generated C for tests and benchmarks (``host``)."""
 
-from .project import FitReport, GeneratedProject, generate_project
+from .cmodel import CModel, render_model
+from .target import specialize, variant
 
-__all__ = ["FitReport", "GeneratedProject", "generate_project"]
+__all__ = ["CModel", "render_model", "specialize", "variant"]

@@ -1,4 +1,4 @@
-"""``tinyedge generate``: a complete PlatformIO project for a model and a board."""
+"""``tinyedge generate``: a complete PlatformIO project for a model and a board (codegen's C + the board files)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from ..errors import FitError, TinyedgeError
 from ..model import Graph, load_model
 from ..model.memplan import MemoryPlan, plan_memory
 from ..model.program import Program, build_program
-from .cmodel import render_model
+from ..codegen.cmodel import render_model
+from ..codegen.target import specialize
 from ..render import render
+from .project import project_files
 
 #: RAM the firmware needs beside the arena: stack, the input buffer copy, command line buffer.
 RUNTIME_RAM_BYTES = 4096
@@ -68,11 +70,7 @@ class GeneratedProject:
 
 def project_sources(graph: Graph, board: Board, *, mlperf_id: str | None = None) -> tuple[dict[str, str | bytes], Program, MemoryPlan, FitReport]:
     """All files of the project in memory (nothing written), after the support and fit checks."""
-    from ..firmware import project_files  # the board side: platformio.ini, linker script, startup, port
-
-    from .target import specialize  # the board's fastest exact kernels (DSP on cores that have it)
-
-    program = specialize(build_program(graph), board)
+    program = specialize(build_program(graph), board)  # the board's fastest exact kernels (DSP where it has it)
     plan = plan_memory(program)
     fit = fit_report(program, plan, board, graph.input.nbytes)
     if not fit.fits:
