@@ -3,6 +3,7 @@ and the search path lets a project or a user add or override boards."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,9 +12,24 @@ import yaml
 from click.testing import CliRunner
 
 from tinyedge.boards import board_ids, get_board, list_boards, load_board_file, search_path
+from tinyedge.boards.cores import (
+    CORES,
+    FPUS,
+    core_info,
+    cortex_m_cores,
+    has_dsp,
+    has_dwt,
+    has_fpu,
+    instr_per_mac,
+    is_armv6m,
+)
+from tinyedge.boards.schema import SCHEMA, validate
 from tinyedge.cli import cli
 from tinyedge.errors import BoardError
+from tinyedge.matrix import INSTR_PER_MAC, estimate_instructions
 from tinyedge.paths import builtin_boards_dir
+
+pytestmark = pytest.mark.unit
 
 FIXTURES = Path(__file__).parent / "fixtures" / "boards"
 INVALID = sorted(FIXTURES.glob("invalid_*.yaml"))
@@ -129,3 +145,58 @@ def test_cli_boards_lists_all():
     ids = [b["id"] for b in json.loads(out.output)]
     assert sorted(ids) == sorted(b.id for b in list_boards())
     assert set(EMULATED + REAL) <= set(ids)
+
+
+# ------------------------------------------------------------------------------------------ the cores table
+def test_cores_table_facts():
+    """One table holds the core facts the port, the code generator, the schema and the estimates read."""
+    assert list(CORES) == ["cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33",
+                           "cortex-m55", "xtensa-lx7", "host"]
+    assert cortex_m_cores() == ("cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33",
+                                "cortex-m55")
+    assert [c for c, i in CORES.items() if i.armv6m] == ["cortex-m0", "cortex-m0plus"]
+    assert [c for c, i in CORES.items() if i.dwt] == ["cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55"]
+    assert [c for c, i in CORES.items() if i.dsp] == ["cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55"]
+    # The schema lists exactly the table's cores and FPUs.
+    assert SCHEMA["core"][0] == list(CORES) and SCHEMA["fpu"][0] == list(FPUS)
+    with pytest.raises(BoardError, match="unknown core 'cortex-m99'"):
+        core_info("cortex-m99")
+
+
+def test_instructions_per_mac_are_the_measured_figures():
+    """``tinyedge matrix``'s estimates: the figures measured in QEMU on KWS (see tinyedge/boards/cores.py)."""
+    assert INSTR_PER_MAC == {"cortex-m0": 13.47, "cortex-m0plus": 13.47, "cortex-m3": 7.24, "cortex-m4": 1.82,
+                             "cortex-m7": 1.83, "cortex-m33": 1.84, "cortex-m55": 1.81, "xtensa-lx7": 7.24}
+    assert instr_per_mac("host") == instr_per_mac("cortex-m4") == 1.82  # no figure: the M4's
+    assert estimate_instructions(2_656_768, "cortex-m4") == 4_835_318
+    assert estimate_instructions(1000, "host") == 1820
+
+
+@pytest.mark.parametrize(
+    "board_id, dsp, dwt, armv6m, fpu",
+    [
+        ("qemu-mps2-an385", False, True, False, False),
+        ("qemu-mps2-an386", True, True, False, True),
+        ("qemu-mps3-an547", True, True, False, True),
+        ("qemu-microbit", False, False, True, False),
+        ("pico", False, False, True, False),
+        ("esp32-s3-devkitc-1", False, False, False, True),
+    ],
+)
+def test_core_helpers(board_id, dsp, dwt, armv6m, fpu):
+    b = get_board(board_id)
+    assert (has_dsp(b), has_dwt(b), is_armv6m(b), has_fpu(b)) == (dsp, dwt, armv6m, fpu)
+
+
+def test_dsp_needs_the_board_and_the_core():
+    an386 = get_board("qemu-mps2-an386")
+    assert not has_dsp(dataclasses.replace(an386, dsp=False))  # the part has no DSP extension: portable kernels
+    assert not has_dsp(dataclasses.replace(an386, core="cortex-m3"))  # a core without it: never
+
+
+def test_dwt_timer_needs_a_core_with_the_cycle_counter():
+    raw = dict(get_board("qemu-mps2-an386").raw)
+    for core in ("cortex-m0", "cortex-m0plus"):
+        problems = validate(dict(raw, core=core, timer={"driver": "dwt", "hz": raw["clock_hz"]}))
+        assert f"timer.driver: {core} has no DWT cycle counter (use systick or micros)" in problems
+    assert validate(dict(raw, timer={"driver": "dwt", "hz": raw["clock_hz"]})) == []

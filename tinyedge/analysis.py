@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .boards import Board
+from .codegen.target import specialize
+from .firmware import CODE_FLASH_ESTIMATE, elf_size, fit_report
 from .model.graph import Graph
+from .model.ir import Program
+from .model.lower import ALIAS_OPS
 from .model.memplan import MemoryPlan, plan_memory
-from .model.program import ALIAS_OPS, Program, build_program
+from .model.program import build_program
+from .oracle import min_arena_bytes
 
 
 @dataclass
@@ -77,8 +83,6 @@ def _quiet_stderr() -> Iterator[None]:
 
 def tflm_min_arena(graph: Graph) -> int | None:
     """TFLM's minimum arena for this model on the host interpreter (64-bit), or None if it cannot run."""
-    from .oracle import min_arena_bytes
-
     with _quiet_stderr():
         try:
             return min_arena_bytes(graph.model_bytes)
@@ -93,21 +97,16 @@ def last_build_code_bytes(board: Board, project: Path | None, program: Program) 
     elf = Path(project) / ".pio" / "build" / board.id / "firmware.elf"
     if not elf.is_file():
         return None
-    from .firmware.pio import _size  # the one place that runs arm-none-eabi-size
-
-    size = _size(elf)
+    size = elf_size(elf)
     return max(size.text + size.data - program.weight_bytes, 0), f"arm-none-eabi-size {elf}"
 
 
-def analyze(graph: Graph, boards: list[Board] = (), *, project: Path | None = None, tflm: bool = True) -> Analysis:
+def analyze(graph: Graph, boards: Sequence[Board] = (), *, project: Path | None = None, tflm: bool = True) -> Analysis:
     """Analyse ``graph`` (raises UnsupportedModelError like ``generate`` would).
 
     With boards, the table and peak RAM describe the first board's program exactly as ``generate``
     builds it (its kernels, e.g. DSP, and their memory plan); each board's fit uses its own.
     """
-    from .firmware.generate import CODE_FLASH_ESTIMATE, fit_report
-    from .codegen.target import specialize
-
     base = build_program(graph)
     program = specialize(base, boards[0]) if boards else base
     plan: MemoryPlan = plan_memory(program)
@@ -128,7 +127,8 @@ def analyze(graph: Graph, boards: list[Board] = (), *, project: Path | None = No
         measured = last_build_code_bytes(b, project, program)
         if measured:
             break
-    code, source = measured if measured else (CODE_FLASH_ESTIMATE, "estimate (no build of this model found; pass --project)")
+    estimate = (CODE_FLASH_ESTIMATE, "estimate (no build of this model found; pass --project)")
+    code, source = measured if measured else estimate
     fits = []
     for b in boards:
         pb = specialize(base, b)
@@ -137,7 +137,8 @@ def analyze(graph: Graph, boards: list[Board] = (), *, project: Path | None = No
                          flash_needed=f.flash_needed, flash_available=f.flash_available,
                          flash_measured=f.flash_measured, problems=f.problems()))
     return Analysis(
-        model=graph.name, sha256=graph.sha256, plan_for=boards[0].id if boards else "portable", layers=layers, macs=program.macs, params=params,
+        model=graph.name, sha256=graph.sha256, plan_for=boards[0].id if boards else "portable", layers=layers,
+        macs=program.macs, params=params,
         weight_bytes=program.weight_bytes, ram_bytes=plan.arena_bytes, naive_ram_bytes=plan.naive_bytes,
         ram_lower_bound=plan.lower_bound, tflm_arena_bytes=tflm_min_arena(graph) if tflm else None,
         code_bytes=code, code_measured=measured is not None, code_source=source, fits=fits,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from typing import Any
 
 import click
 
@@ -44,18 +45,19 @@ class LazyGroup(click.Group):
             return None
         module, _ = COMMANDS[name]
         try:
-            return importlib.import_module(module).cmd
+            command: click.Command = importlib.import_module(module).cmd
         except ModuleNotFoundError as exc:
             if exc.name == module:
                 return None
             raise
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except TinyedgeError as exc:

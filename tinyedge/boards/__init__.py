@@ -16,7 +16,26 @@ import yaml
 
 from ..errors import BoardError
 from ..paths import builtin_boards_dir
+from .cores import CORES, Core, core_info, has_dsp, has_dwt, has_fpu, is_armv6m
 from .schema import validate
+
+__all__ = [
+    "Board",
+    "CORES",
+    "Core",
+    "MemRegion",
+    "board_ids",
+    "core_info",
+    "get_board",
+    "has_dsp",
+    "has_dwt",
+    "has_fpu",
+    "is_armv6m",
+    "list_boards",
+    "load_board_file",
+    "search_path",
+    "validate",
+]
 
 
 @dataclass(frozen=True)
@@ -102,7 +121,8 @@ def load_board_file(path: str | Path) -> Board:
             "compare it with a built-in board (tinyedge boards --json) and the schema in tinyedge/boards/schema.py",
         )
     if data["id"] != path.stem:
-        raise BoardError(f"board file {path} declares id '{data['id']}'", f"rename the file to {data['id']}.yaml or fix its id")
+        raise BoardError(f"board file {path} declares id '{data['id']}'",
+                         f"rename the file to {data['id']}.yaml or fix its id")
     mem = data["memory"]
     return Board(
         id=data["id"], name=data["name"], core=data["core"], fpu=data["fpu"], dsp=data["dsp"],

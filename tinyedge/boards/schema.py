@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .cores import CORES, FPUS
+
 # A field spec is (type, required) where type is a python type, a tuple of types, a nested dict spec,
 # or a list of allowed literal values.
 INT = (int,)
@@ -23,9 +25,8 @@ RENODE = {"platform": (STR, True), "uart": (STR, True)}
 SCHEMA: dict[str, tuple[Any, bool]] = {
     "id": (STR, True),
     "name": (STR, True),
-    "core": (["cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55",
-              "xtensa-lx7", "host"], True),
-    "fpu": (["none", "fpv4-sp-d16", "fpv5-sp-d16", "fpv5-d16", "auto"], True),
+    "core": (list(CORES), True),  # the cores table (tinyedge/boards/cores.py)
+    "fpu": (list(FPUS), True),
     "dsp": ((bool,), True),
     "clock_hz": (INT, True),
     "memory": ({"flash": (MEM_REGION, True), "ram": (MEM_REGION, True)}, True),
@@ -93,7 +94,8 @@ def _cross_checks(data: dict[str, Any]) -> list[str]:
                         f"(the bare-metal '{driver}' port runs without a framework)")
     if driver == "arduino" and emulator.get("qemu") is not None:
         problems.append("emulator.qemu: an Arduino-framework board cannot run in QEMU (use a bare-metal UART driver)")
-    if data["timer"]["driver"] == "dwt" and data["core"] in ("cortex-m0", "cortex-m0plus"):
+    core = CORES[data["core"]]
+    if data["timer"]["driver"] == "dwt" and core.cortex_m and not core.dwt:
         problems.append(f"timer.driver: {data['core']} has no DWT cycle counter (use systick or micros)")
     if data["timer"]["driver"] == "micros" and driver != "arduino":
         problems.append("timer.driver: 'micros' is the Arduino port's timer (use systick for bare metal)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import click
+from rich.console import Console
+from rich.table import Table
 
 from ..boards import list_boards
 
@@ -17,9 +19,6 @@ def cmd(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([{**b.raw, "source": str(b.source)} for b in boards], indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table()
     table.add_column("id", no_wrap=True)  # ids are what users copy: never wrapped
     for col in ("core", "clock", "flash", "ram", "emulator"):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ..firmware import generate_project
+
 
 @click.command("generate")
 @click.argument("model", type=click.Path(path_type=Path))
@@ -14,8 +16,6 @@ import click
 @click.option("--mlperf-id", default=None, help="Model id reported to MLPerf Tiny's runner (kws01, ad01, ic01, vww01).")
 def cmd(model: Path, board_id: str, out_dir: Path, mlperf_id: str | None) -> None:
     """Generate a PlatformIO firmware project for MODEL (.tflite, int8) on a board."""
-    from ..firmware import generate_project
-
     p = generate_project(model, board_id, out_dir, mlperf_id=mlperf_id)
     click.echo(f"generated {p.path} for {p.board.id}: {len(p.program.steps)} layers, {p.program.macs:,} MACs, "
                f"arena {p.plan.arena_bytes:,} B, weights {p.program.weight_bytes:,} B")

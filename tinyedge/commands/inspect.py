@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.table import Table
+
+from ..analysis import analysis_json, analyze
+from ..boards import get_board, list_boards
+from ..model import load_model
 
 
 @click.command("inspect")
@@ -16,17 +23,11 @@ import click
 @click.option("--no-tflm", is_flag=True, help="Skip measuring TFLM's minimum arena for comparison.")
 def cmd(model: Path, board_ids: tuple[str, ...], project: Path | None, as_json: bool, no_tflm: bool) -> None:
     """Per-layer ops, MACs, weights and memory plan of MODEL (.tflite), and whether it fits a board."""
-    from ..boards import get_board, list_boards
-    from ..model import load_model
-    from ..analysis import analysis_json, analyze
-
     if "all" in board_ids:
         boards = list_boards()
     else:
         boards = [get_board(b) for b in board_ids]
     if project is not None and not boards:
-        import json
-
         manifest = Path(project) / "tinyedge.json"
         if manifest.is_file():
             boards = [get_board(json.loads(manifest.read_text())["board"])]
@@ -34,16 +35,13 @@ def cmd(model: Path, board_ids: tuple[str, ...], project: Path | None, as_json: 
     if as_json:
         click.echo(analysis_json(a))
         return
-    from rich.console import Console
-    from rich.table import Table
-
     con = Console()
     t = Table(title=f"{a.model}  sha256 {a.sha256[:16]}…  (kernels and plan: {a.plan_for})")
     for col in ("#", "op", "kind", "output", "MACs", "weights B", "live act. B"):
         t.add_column(col, justify="right" if col not in ("op", "kind", "output") else "left")
-    for l in a.layers:
-        t.add_row(str(l.index), l.op, l.kind, "x".join(map(str, l.output_shape)), f"{l.macs:,}",
-                  f"{l.weight_bytes:,}", f"{l.live_bytes:,}" if l.kind == "kernel" else "-")
+    for layer in a.layers:
+        t.add_row(str(layer.index), layer.op, layer.kind, "x".join(map(str, layer.output_shape)), f"{layer.macs:,}",
+                  f"{layer.weight_bytes:,}", f"{layer.live_bytes:,}" if layer.kind == "kernel" else "-")
     t.add_row("", "total", "", "", f"{a.macs:,}", f"{a.weight_bytes:,}", f"peak {a.ram_bytes:,}", end_section=True)
     con.print(t)
     con.print(f"parameters: {a.params:,}   MACs: {a.macs:,}")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from ..quantize import quantize_model
+
 
 @click.command("quantize")
 @click.argument("model", type=click.Path(path_type=Path))
@@ -21,9 +23,6 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def cmd(model: Path, calib: Path, eval_data: Path | None, out: Path, max_calib: int, as_json: bool) -> None:
     """Quantize a Keras (.keras/.h5) or SavedModel MODEL to a full-integer int8 .tflite."""
-    # Imported here so that `tinyedge quantize --help` stays fast.
-    from ..quantize import quantize_model
-
     report = quantize_model(model, calib, out, eval_data=eval_data, max_calib=max_calib)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .. import proc
 from ..errors import FitError, TinyedgeError, ToolError
+from .project import PLATFORM_DIR
 from .provision import pio_env, provision
 
 GCC_HINT = "sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi (or put an Arm GNU toolchain on PATH)"
@@ -82,8 +83,6 @@ def project_env(project_dir: Path) -> str:
 def uses_tinyedge_platform(project_dir: Path) -> bool:
     """True when the project builds with tinyedge's offline platform (bare metal, arm-none-eabi-gcc on PATH);
     False for a stock PlatformIO platform (e.g. ststm32 + Arduino), which brings its own toolchain."""
-    from .project import PLATFORM_DIR  # noqa: PLC0415
-
     ini = configparser.ConfigParser(interpolation=None)
     try:
         ini.read(Path(project_dir) / "platformio.ini")
@@ -149,17 +148,20 @@ def build_project(project_dir: Path | str, *, core_dir: Path | None = None) -> B
         )
     elf = project / ".pio" / "build" / env_name / "firmware.elf"
     if not elf.is_file():
-        raise ToolError(f"pio run succeeded but {elf} is missing", f"check the environment name in {project}/platformio.ini")
-    return _size(elf)
+        raise ToolError(f"pio run succeeded but {elf} is missing",
+                        f"check the environment name in {project}/platformio.ini")
+    return elf_size(elf)
 
 
-def _size(elf: Path) -> BuildResult:
+def elf_size(elf: Path) -> BuildResult:
+    """The sizes of a firmware ELF (text, data, bss) from ``arm-none-eabi-size``: the one place that runs it."""
     tool = proc.which("arm-none-eabi-size", GCC_HINT)
     out = proc.run([tool, "-B", "-d", str(elf)], what="arm-none-eabi-size").stdout
     # Berkeley format: "text data bss dec hex filename" then one row of numbers.
     rows = [ln.split() for ln in out.strip().splitlines()[1:]]
     if not rows or len(rows[0]) < 3 or not all(c.isdigit() for c in rows[0][:3]):
-        raise ToolError(f"cannot read the size of {elf} from: {out.strip()!r}", "check the arm-none-eabi binutils install")
+        raise ToolError(f"cannot read the size of {elf} from: {out.strip()!r}",
+                        "check the arm-none-eabi binutils install")
     text, data, bss = (int(c) for c in rows[0][:3])
     return BuildResult(elf=elf, text=text, data=data, bss=bss)
 
@@ -173,13 +175,15 @@ _UPLOAD_FAILURES: list[tuple[re.Pattern[str], str, str]] = [
         "PlatformIO's udev rules (https://docs.platformio.org/en/latest/core/installation/udev-rules.html)",
     ),
     (
-        re.compile(r"Device or resource busy|Resource busy|\[Errno 16\]|LIBUSB_ERROR_BUSY|could not exclusively lock", re.I),
+        re.compile(r"Device or resource busy|Resource busy|\[Errno 16\]|LIBUSB_ERROR_BUSY|"
+                   r"could not exclusively lock", re.I),
         "the board's port is busy",
         "close whatever holds it (a serial monitor, another tinyedge or pio process) and flash again",
     ),
     (
         re.compile(
-            r"No device found|no device|could not open port|No such file or directory: '/dev/|Please specify `upload_port`|"
+            r"No device found|no device|could not open port|No such file or directory: '/dev/|"
+            r"Please specify `upload_port`|"
             r"Unable to find|not found.*(device|probe|st-?link)|Couldn't find|No (DFU|ST-?Link|J-?Link|probe)|"
             r"open failed|LIBUSB_ERROR_NOT_FOUND|No serial data received",
             re.I,

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from ..boards import Board
-from ..render import render
+from ..boards.cores import cortex_m_cores, has_dwt, has_fpu, is_armv6m
 from ..errors import BoardError
+from ..render import render
 
 #: The offline PlatformIO platform shipped inside this package (``platform = <this path>``).
 PLATFORM_DIR = Path(__file__).resolve().parent / "platform"
@@ -15,14 +16,8 @@ PLATFORM_DIR = Path(__file__).resolve().parent / "platform"
 #: UART drivers the bare-metal port implements (``board.uart.driver``), with their default base address.
 PORT_DRIVERS: dict[str, int | None] = {"cmsdk": 0x40004000, "stm32": None, "pl011": 0x4000C000, "nrf51": 0x40002000}
 
-CORTEX_M = ("cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
-ARMV6M = ("cortex-m0", "cortex-m0plus")
-
 #: Smallest stack the linker script leaves between the end of .bss and the top of RAM.
 MIN_STACK_BYTES = 4096
-
-#: Cores with a DWT cycle counter (ARMv7-M and ARMv8-M Mainline).
-DWT_CORES = ("cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
 
 #: The UART driver of boards built with the Arduino framework (stock PlatformIO platforms).
 ARDUINO = "arduino"
@@ -47,7 +42,7 @@ _ARDUINO_FILES = {
 
 def is_arduino(board: Board) -> bool:
     """True when ``board`` is built with the Arduino framework on its stock PlatformIO platform."""
-    return board.uart["driver"] == ARDUINO
+    return bool(board.uart["driver"] == ARDUINO)
 
 
 def _nrf51_baudrate(baud: int) -> int:
@@ -59,7 +54,7 @@ def port_context(board: Board, *, project_name: str) -> dict[str, Any]:
     """Template variables for the board files; BoardError when the port cannot support the board."""
     if is_arduino(board):
         return arduino_context(board, project_name=project_name)
-    if board.core not in CORTEX_M:
+    if board.core not in cortex_m_cores():
         raise BoardError(
             f"board '{board.id}' has core {board.core}, but tinyedge's bare-metal port only supports Cortex-M",
             "pick a Cortex-M board (tinyedge boards)",
@@ -72,7 +67,8 @@ def port_context(board: Board, *, project_name: str) -> dict[str, Any]:
         )
     base = board.uart.get("base", PORT_DRIVERS[driver])
     if base is None:
-        raise BoardError(f"board '{board.id}' has no uart.base", f"add the {driver} UART's base address to the board file")
+        raise BoardError(f"board '{board.id}' has no uart.base",
+                         f"add the {driver} UART's base address to the board file")
     timer_hz = int(board.timer["hz"])
     return {
         "board": board,
@@ -82,9 +78,9 @@ def port_context(board: Board, *, project_name: str) -> dict[str, Any]:
         "upload_protocol": board.platformio.get("upload_protocol") or "custom",
         "mcu": board.platformio.get("board") or board.id,
         "fpu": board.fpu,
-        "has_fpu": board.fpu != "none",
-        "armv6m": board.core in ARMV6M,
-        "has_dwt": board.core not in ARMV6M,
+        "has_fpu": has_fpu(board),
+        "armv6m": is_armv6m(board),
+        "has_dwt": has_dwt(board),
         "uart": driver,
         "uart_base": base,
         "nrf_baudrate": _nrf51_baudrate(int(board.uart["baud"])),
@@ -100,10 +96,12 @@ def arduino_context(board: Board, *, project_name: str) -> dict[str, Any]:
     """Template variables of an Arduino-framework board (stock platform, ``Serial``, ``micros()``/DWT)."""
     pio = board.platformio
     if pio.get("framework") != ARDUINO:
-        raise BoardError(f"board '{board.id}' uses the Arduino port but platformio.framework is {pio.get('framework')!r}",
-                         "set platformio.framework: arduino in the board file")
+        raise BoardError(
+            f"board '{board.id}' uses the Arduino port but platformio.framework is {pio.get('framework')!r}",
+            "set platformio.framework: arduino in the board file",
+        )
     timer = board.timer["driver"]
-    if timer == "dwt" and board.core not in DWT_CORES:
+    if timer == "dwt" and not has_dwt(board):
         raise BoardError(f"board '{board.id}' asks for the DWT cycle counter, which {board.core} does not have",
                          "use timer.driver: micros in the board file")
     return {
