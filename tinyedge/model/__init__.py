@@ -1,4 +1,6 @@
-"""The model domain: ``.tflite`` reader (graph IR), support check, analysis and memory planner."""
+"""The model domain: ``.tflite`` reader (``graph``), the lowered IR (``ir``: Program, Step), lowering by op
+family (``lower``) and the one-pass support diagnosis (``program.build_program``), TFLM's quantization
+arithmetic (``quant``, ``fixedpoint``) and the memory planner (``memplan``)."""
 
 from .graph import Graph, Operator, Tensor, load_model, read_model_bytes
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .program import Program
+from .ir import Program
 
 ALIGN = 16  # bytes; keeps every buffer word-aligned for the SIMD kernels
 

@@ -1,0 +1,68 @@
+"""CONV_2D and DEPTHWISE_CONV_2D: parameters as TFLM's conv/depthwise Prepare computes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .. import quant
+from ..graph import Graph, Operator
+from ..ir import LowerFn, Step, fused_activation
+from .common import CONV_ARGS, WEIGHTED_ARGS, io_problems, weights
+
+
+def lower_conv(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
+    """``te_conv2d_s8`` / ``te_dwconv2d_s8`` with per-channel multipliers (and, for conv, the weight sums)."""
+    depthwise = op.opcode == "DEPTHWISE_CONV_2D"
+    problems = io_problems(g, op, [op.inputs[0]])
+    w, b, p2 = weights(g, op)
+    act, p3 = fused_activation(op)
+    problems += p2 + p3
+    if problems:
+        return None, problems
+    assert w.data is not None and w.scale is not None  # checked by weights()
+    x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
+    n, ih, iw, ic = x.shape
+    _, oh, ow, oc = y.shape
+    if depthwise:
+        _, kh, kw, wc = w.shape
+        dm = int(op.options.get("depthMultiplier", 1) or 1)
+        if wc != oc or ic * dm != oc:
+            dm = oc // ic  # TFLM derives it from the shapes as well
+    else:
+        wc, kh, kw, _ = w.shape
+        dm = 1
+    o = op.options
+    sh, sw = int(o.get("strideH", 1)), int(o.get("strideW", 1))
+    dh, dw = int(o.get("dilationHFactor", 1) or 1), int(o.get("dilationWFactor", 1) or 1)
+    in_scale, in_zp = x.q()
+    out_scale, out_zp = y.q()
+    mults, shifts = quant.conv_multipliers(in_scale, w.scale, out_scale, oc)
+    amin, amax = quant.activation_range(act, out_scale, out_zp)
+    params = dict(
+        batches=n, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw,
+        stride_h=sh, stride_w=sw, dil_h=dh, dil_w=dw,
+        pad_h=quant.compute_padding(sh, dh, ih, kh, oh), pad_w=quant.compute_padding(sw, dw, iw, kw, ow),
+        depth_mult=dm, in_offset=-in_zp, out_offset=out_zp, act_min=amin, act_max=amax,
+    )
+    consts: dict[str, npt.NDArray[Any]] = {"filter": np.ascontiguousarray(w.data, dtype=np.int8)}
+    if b is not None:
+        consts["bias"] = np.ascontiguousarray(b.data, dtype=np.int32)
+    consts["mult"] = np.asarray(mults, dtype=np.int32)
+    consts["shift"] = np.asarray(shifts, dtype=np.int32)
+    macs = n * oh * ow * oc * kh * kw * (1 if depthwise else ic)
+    if depthwise:
+        return Step(op, "te_dwconv2d_s8", [op.inputs[0]], [op.outputs[0]], params, consts, macs, "te_conv_params",
+                    WEIGHTED_ARGS), []
+    # The input-offset term is off * sum(w): the sums are constants (see te_conv2d_s8).
+    consts["wsum"] = w.data.reshape(oc, -1).astype(np.int64).sum(axis=1).astype(np.int32)
+    return Step(op, "te_conv2d_s8", [op.inputs[0]], [op.outputs[0]], params, consts, macs, "te_conv_params",
+                CONV_ARGS), []
+
+
+LOWERINGS: dict[str, LowerFn] = {
+    "CONV_2D": lower_conv,
+    "DEPTHWISE_CONV_2D": lower_conv,
+}
