@@ -10,10 +10,18 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from test_protocol_firmware import build_host_dut, fake_outputs, host_dut
+import tinyedge.oracle
+from helpers import HOST_PORT_C, HOST_PORT_H, build_host_dut, fake_outputs, host_dut
 from tinyedge.boards import get_board
+from tinyedge.cli import cli
+from tinyedge.codegen.cmodel import render_model
+from tinyedge.data import quantize_inputs
 from tinyedge.errors import DataError, SLOError
 from tinyedge.link import DutClient, Transport
+from tinyedge.model import read_model_bytes
+from tinyedge.model.program import build_program
+from tinyedge.paths import runtime_dir
+from tinyedge.proc import run
 from tinyedge.score import ModelMismatchError, evaluate, parse_slo, score
 
 KWS = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "kws_ref_model.tflite"
@@ -47,7 +55,6 @@ def data(tmp_path) -> tuple[Path, np.ndarray, np.ndarray]:
     """Float inputs and labels; labels agree with the fake model for about half the samples."""
     rng = np.random.default_rng(1)
     x = rng.normal(0, 10, size=(12, 49, 10, 1)).astype(np.float32)
-    from tinyedge.data import quantize_inputs
 
     xq = quantize_inputs(x, IN_SCALE, IN_ZP)
     pred = np.argmax(fake_outputs(xq.reshape(12, -1), 12), axis=1)
@@ -60,11 +67,10 @@ def data(tmp_path) -> tuple[Path, np.ndarray, np.ndarray]:
 @pytest.fixture()
 def fake_oracle(monkeypatch):
     """Make the TFLM oracle compute the fake model, so parity is checkable."""
-    import tinyedge.oracle
-
     monkeypatch.setattr(tinyedge.oracle, "run_tflm", lambda model, x: fake_outputs(x.reshape(len(x), -1), 12))
 
 
+@pytest.mark.unit
 def test_score_report_files_and_figures(exe, data, tmp_path, fake_oracle):
     path, xq, y = data
     out = tmp_path / "out"
@@ -101,6 +107,7 @@ def test_score_report_files_and_figures(exe, data, tmp_path, fake_oracle):
     assert "| `latency_ms.p95<=0.000001` |" in md and "MISS" in md
 
 
+@pytest.mark.unit
 def test_score_with_real_oracle_and_open_client(exe, data, tmp_path):
     """The real TFLM oracle on the kws model disagrees with the fake firmware: parity is measured, not 1."""
     path, _, _ = data
@@ -116,6 +123,7 @@ def test_score_with_real_oracle_and_open_client(exe, data, tmp_path):
     assert 0.0 <= report["parity"] < 1.0
 
 
+@pytest.mark.unit
 def test_model_mismatch_is_refused_unless_allowed(exe_other, data, tmp_path, kws_sha, fake_oracle):
     path, _, _ = data
     with host_dut(exe_other) as url:
@@ -129,6 +137,7 @@ def test_model_mismatch_is_refused_unless_allowed(exe_other, data, tmp_path, kws
     assert "MISMATCH" in report["measurement"]["model"]
 
 
+@pytest.mark.unit
 def test_data_errors_come_before_the_device(tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, inputs=np.zeros((2, 490)))
@@ -138,6 +147,7 @@ def test_data_errors_come_before_the_device(tmp_path):
         score("socket://127.0.0.1:1", bad, KWS, out_dir=tmp_path / "o", slos=["speed>3"])
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("expr, key, op, target", [
     ("accuracy>=0.95", "accuracy", ">=", 0.95),
     (" latency_ms.p95 <= 50 ", "latency_ms.p95", "<=", 50.0),
@@ -151,6 +161,7 @@ def test_parse_slo(expr, key, op, target):
     assert (s.key, s.op, s.target) == (key, op, target)
 
 
+@pytest.mark.unit
 def test_slo_errors_name_key_and_valid_keys():
     with pytest.raises(SLOError, match="unknown key 'latency.p95'.*latency_ms.p95"):
         parse_slo("latency.p95<=3")
@@ -159,15 +170,15 @@ def test_slo_errors_name_key_and_valid_keys():
             parse_slo(bad)
 
 
+@pytest.mark.unit
 def test_slo_evaluation_on_report_dict():
     report = {"accuracy": 0.9, "latency_ms": {"p95": 12.0}, "instructions": None}
     res = evaluate([parse_slo("accuracy>=0.95"), parse_slo("latency_ms.p95<13"), parse_slo("instructions<5")], report)
     assert [(r.value, r.passed) for r in res] == [(0.9, False), (12.0, True), (None, False)]
 
 
+@pytest.mark.unit
 def test_cli_exits_1_and_lists_missed_slos(exe, data, tmp_path, fake_oracle):
-    from tinyedge.cli import cli
-
     path, _, _ = data
     with host_dut(exe) as url:
         result = CliRunner().invoke(cli, ["score", "--port", url, "--data", str(path), "--model", str(KWS),
@@ -183,25 +194,18 @@ def test_cli_exits_1_and_lists_missed_slos(exe, data, tmp_path, fake_oracle):
     assert "all 1 SLOs met" in ok.output
 
 
+@pytest.mark.unit
 def test_cli_bad_slo_is_one_line_error(tmp_path):
-    from tinyedge.cli import cli
-
     np.savez(tmp_path / "d.npz", x=np.zeros((1, 490), np.float32), y=np.zeros(1, np.int64))
     r = CliRunner().invoke(cli, ["score", "--port", "socket://127.0.0.1:1", "--data", str(tmp_path / "d.npz"),
                                  "--model", str(KWS), "--slo", "acc>1", "-o", str(tmp_path / "o")])
     assert r.exit_code == 2 and "unknown key 'acc'" in r.output and "Traceback" not in r.output
 
 
+@pytest.mark.slow
 def test_real_kws_model_on_host_has_parity_1(tmp_path):
     """main.c with the real generated KWS model code (host build): outputs equal TFLM's exactly."""
     pytest.importorskip("tinyedge.model.program")
-    from test_protocol_firmware import HOST_PORT_C, HOST_PORT_H
-
-    from tinyedge.codegen.cmodel import render_model
-    from tinyedge.render import render
-    from tinyedge.model import read_model_bytes
-    from tinyedge.model.program import build_program
-    from tinyedge.proc import run
 
     files = render_model(build_program(read_model_bytes(KWS.read_bytes(), name="kws_ref_model")),
                          mlperf_id="kws01").files
@@ -210,7 +214,7 @@ def test_real_kws_model_on_host_has_parity_1(tmp_path):
     for rel, text in files.items():
         if rel.startswith("src/"):
             (tmp_path / rel).write_text(text)
-    (src / "main.c").write_text(render("main.c.j2", version="0.1.0"))
+    (src / "main.c").write_text((runtime_dir() / "main.c").read_text())  # te_version.h comes with the model files
     (src / "te_port.h").write_text(HOST_PORT_H)
     (src / "te_port.c").write_text(HOST_PORT_C)
     exe = tmp_path / "dut"

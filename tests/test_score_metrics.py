@@ -9,14 +9,19 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
+from conftest import shared_model
+from helpers import build_host_dut, fake_outputs, host_dut
 from tinyedge.boards import get_board
+from tinyedge.data import quantize_inputs
 from tinyedge.errors import DataError, SLOError
-from tinyedge.score import integrate_trace, load_project_slos, model_energy_uj, parse_slos
-from tinyedge.score import metrics
+from tinyedge.score import integrate_trace, load_project_slos, metrics, model_energy_uj, parse_slos, score
+from tinyedge.score.core import model_io
+
+pytestmark = pytest.mark.unit
 
 
 def test_roc_auc_and_confusion_match_scikit_learn():
-    from sklearn.metrics import confusion_matrix, roc_auc_score
+    from sklearn.metrics import confusion_matrix, roc_auc_score  # noqa: PLC0415  (scikit-learn: heavy, one test)
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 300)
@@ -44,7 +49,8 @@ def test_energy_power_model():
 
 
 def _trace(path, rows, header="time_s,current_ma,gpio"):
-    path.write_text("# synthetic trace\n" + header + "\n" + "\n".join(",".join(f"{v:.9g}" for v in r) for r in rows) + "\n")
+    body = "\n".join(",".join(f"{v:.9g}" for v in r) for r in rows)
+    path.write_text("# synthetic trace\n" + header + "\n" + body + "\n")
     return path
 
 
@@ -101,11 +107,6 @@ def test_project_file_slo_table(tmp_path, monkeypatch):
 def test_autoencoder_scored_by_roc_auc_on_host_dut(tmp_path_factory, tmp_path):
     """A 640-in/640-out firmware (host build, fake model) scored against the AD model: anomaly scores are the
     reconstruction MSE, ROC AUC over the labels; accuracy is not applicable."""
-    from conftest import shared_model
-    from test_protocol_firmware import build_host_dut, fake_outputs, host_dut
-
-    from tinyedge.score import score
-    from tinyedge.score.core import model_io
 
     ad = shared_model("ad01_int8.tflite")
     exe = build_host_dut(tmp_path_factory.mktemp("ad"), input_bytes=640, output_count=640, board="qemu-mps2-an386",
@@ -121,7 +122,6 @@ def test_autoencoder_scored_by_roc_auc_on_host_dut(tmp_path_factory, tmp_path):
                        step_summary=False)
     d = report.data
     assert d["task"] == "anomaly_detection" and d["accuracy"] is None and d["confusion_matrix"] is None
-    from tinyedge.data import quantize_inputs
 
     outs = fake_outputs(quantize_inputs(x, io.input_scale, io.input_zero_point), 640)
     errors = metrics.reconstruction_errors(x, outs, io.output_scale, io.output_zero_point)

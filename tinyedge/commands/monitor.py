@@ -7,6 +7,12 @@ import time
 from pathlib import Path
 
 import click
+from rich.console import Console
+
+from ..errors import TinyedgeError
+from ..monitor import Monitor
+from ..monitor.terminal import plain_line, run_plain, run_terminal
+from ..monitor.web import DashboardServer
 
 
 @click.command("monitor")
@@ -39,11 +45,6 @@ def cmd(port: str, model: Path | None, labels: Path | None, data: Path | None, r
     PORT is a serial port or pyserial URL (/dev/ttyACM0, COM3, socket://127.0.0.1:4444).
     Keys: q quit, p pause/resume, r reset statistics.
     """
-    from rich.console import Console
-
-    from ..monitor import Monitor
-    from ..monitor.terminal import plain_line, run_plain, run_terminal
-
     console = Console()
     if record_dir is None:
         record_dir = Path(tempfile.mkdtemp(prefix="tinyedge-monitor-"))
@@ -55,8 +56,6 @@ def cmd(port: str, model: Path | None, labels: Path | None, data: Path | None, r
     stop = (lambda: time.monotonic() >= deadline) if deadline is not None else None  # noqa: E731
     try:
         if web:
-            from ..monitor.web import DashboardServer
-
             server = DashboardServer(monitor, http_host, http_port).start()
             click.echo(f"dashboard: {server.url}  (closing the page does not stop recording)")
         click.echo(f"recording into {record_dir}")
@@ -73,8 +72,6 @@ def cmd(port: str, model: Path | None, labels: Path | None, data: Path | None, r
     click.echo(plain_line(snap))
     click.echo(f"session: {record_dir} ({snap['total']} inferences; report.md, records.jsonl, raw.log)")
     if monitor.error is not None:
-        from ..errors import TinyedgeError
-
         if isinstance(monitor.error, TinyedgeError):
             raise monitor.error
         raise click.ClickException(str(monitor.error))

@@ -6,6 +6,10 @@ import sys
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.table import Table
+
+from ..score import Report, load_project_slos, score
 
 
 @click.command("score")
@@ -42,10 +46,6 @@ def cmd(port: str, data: Path, model: Path, limit: int | None, slos: tuple[str, 
     Exits 1 when an SLO (--slo or the [slo] table of tinyedge.toml) is missed. In GitHub Actions the
     summary is appended to $GITHUB_STEP_SUMMARY; junit.xml has one test case per SLO.
     """
-    from rich.console import Console
-
-    from ..score import load_project_slos, score
-
     console = Console()
     project_slos, project_file = load_project_slos(config)
     if project_file is not None:
@@ -58,11 +58,8 @@ def cmd(port: str, data: Path, model: Path, limit: int | None, slos: tuple[str, 
         sys.exit(1)
 
 
-def print_report(report, out_dir: Path, console=None) -> bool:
+def print_report(report: Report, out_dir: Path, console: Console | None = None) -> bool:
     """Print a score report's summary and SLO verdicts; True when every SLO was met."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = console or Console()
     table = Table("figure", "value", title=f"{report['model']} on {report['board']}")
     for key, value in report.summary_rows():

@@ -18,185 +18,71 @@ import os
 import threading
 import time
 from pathlib import Path
-from collections import Counter
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Generator, Iterable, Iterator, cast
 
 import numpy as np
 
-from .. import __version__
+from ..boards import Board
+from ..data import fit_shape, load_npz, quantize_inputs
 from ..errors import DataError, LinkError, ModelError
 from ..link import protocol as P
 from ..link.dut import CommandTimeout, DeviceError, DutClient
 from ..link.transport import Transport
+from ..score.core import model_io
+from ..score.figures import (
+    CLASSIFICATION,
+    DeviceInfo,
+    ModelFacts,
+    ModelIO,
+    Record,
+    ScoreResult,
+    Session,
+    Tally,
+    detect_task,
+    figures,
+    lookup_board,
+)
+from ..score.report import monitor_markdown
 from .labels import load_labels, model_labels
-from ..score.energy import model_energy_uj
-from .state import CONNECTED, CONNECTING, DISCONNECTED, HIST_BINS, STOPPED, MonitorState
+from .state import CONNECTED, CONNECTING, DISCONNECTED, STOPPED, MonitorState
 
 log = logging.getLogger("tinyedge.monitor")
 
 SESSION_FILES = ("raw.log", "records.jsonl", "report.json", "report.md")
 REPORT_EVERY_S = 2.0
 
+#: A monitored session's report.md (the writer lives with score's writers).
+report_markdown = monitor_markdown
+
+_LOOKUP: Any = object()  # build_report's default: look the board up from te-info
+
 
 # ---------------------------------------------------------------------------------------- report
 
 
-class Tally:
-    """The session's figures, accumulated record by record in constant memory (counts of distinct
-    values: an inference's ticks take few distinct values), so a monitor can run for days."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.latency: Counter[float] = Counter()
-        self.instructions: Counter[int] = Counter()
-        self.preds: Counter[int] = Counter()
-        self.hist = [0] * HIST_BINS
-        self.labelled = 0
-        self.correct = 0
-
-    def add(self, rec: dict[str, Any]) -> None:
-        self.n += 1
-        if rec.get("latency_ms") is not None:
-            self.latency[float(rec["latency_ms"])] += 1
-        if rec.get("instructions") is not None:
-            self.instructions[int(rec["instructions"])] += 1
-        if "pred" in rec:
-            self.preds[int(rec["pred"])] += 1
-        if "confidence" in rec:
-            self.hist[int(min(max(float(rec["confidence"]), 0.0), 0.999999) * HIST_BINS)] += 1
-        if "correct" in rec:
-            self.labelled += 1
-            self.correct += bool(rec["correct"])
-
-
-def counted_percentiles(counts: Counter) -> dict[str, float | None]:
-    """p50/p95/p99/max/mean of the multiset ``counts`` (value -> occurrences), with numpy's default
-    linear interpolation between the two nearest ranks (as ``tinyedge score`` computes them)."""
-    total = sum(counts.values())
-    if not total:
-        return {"p50": None, "p95": None, "p99": None, "max": None, "mean": None}
-    values = np.array(sorted(counts), dtype=np.float64)
-    ends = np.cumsum([counts[v] for v in sorted(counts)])  # rank r (0-based) holds values[searchsorted(ends, r+1)]
-
-    def at(rank: int) -> float:
-        return float(values[int(np.searchsorted(ends, rank + 1))])
-
-    out: dict[str, float | None] = {}
-    for q in (50, 95, 99):
-        h = (total - 1) * q / 100
-        lo = int(np.floor(h))
-        a, b = at(lo), at(min(lo + 1, total - 1))
-        out[f"p{q}"] = a + (b - a) * (h - lo)
-    out["max"] = float(values[-1])
-    out["mean"] = float(sum(v * c for v, c in counts.items()) / total)
-    return out
+def build_result(records: Iterable[dict[str, Any]] | Tally, info: dict[str, Any], *, url: str = "",
+                 model_name: str | None = None, model_sha256: str | None = None,
+                 link: dict[str, Any] | None = None, duration_s: float | None = None,
+                 board: Board | None = _LOOKUP) -> ScoreResult:
+    """A monitored session's figures, from the shared :func:`tinyedge.score.figures.figures`.
+    ``records`` are the rows of records.jsonl, or a :class:`Tally` of them (constant memory);
+    ``board`` defaults to the board file te-info names."""
+    tally = records if isinstance(records, Tally) else Tally().extend(Record.from_row(r) for r in records)
+    device = DeviceInfo.from_info(info)
+    if board is _LOOKUP:
+        board = lookup_board(device.board)
+    return figures(tally, device, board, model=ModelFacts(model_name, model_sha256), source="monitor",
+                   session=Session(link={"url": url, **(link or {})}, duration_s=duration_s))
 
 
 def build_report(records: Iterable[dict[str, Any]] | Tally, info: dict[str, Any], *, url: str = "",
                  model_name: str | None = None, model_sha256: str | None = None,
-                 link: dict[str, Any] | None = None, duration_s: float | None = None) -> dict[str, Any]:
+                 link: dict[str, Any] | None = None, duration_s: float | None = None,
+                 board: Board | None = _LOOKUP) -> dict[str, Any]:
     """report.json for a monitored session: the keys of ``tinyedge score``'s report that a stream can
-    measure (so the same SLO expressions apply), plus the stream's own figures. ``records`` are the
-    rows of records.jsonl, or a :class:`Tally` of them."""
-    from ..boards import get_board
-    from ..errors import BoardError
-
-    if isinstance(records, Tally):
-        tally = records
-    else:
-        tally = Tally()
-        for rec in records:
-            tally.add(rec)
-    latency = counted_percentiles(tally.latency)
-    ins = counted_percentiles(tally.instructions)["p50"]
-    emulated = bool(info.get("emulated"))
-    board = None
-    if info.get("board"):
-        try:
-            board = get_board(str(info["board"]))
-        except BoardError:
-            board = None
-    fw_sha = str(info.get("model_sha256") or "") or None
-    timer_hz = int(info.get("timer_hz") or 0)
-    clock_hz = int(info.get("clock_hz") or 0)
-    m: dict[str, str] = {
-        "source": "tinyedge monitor: te-stream N (N back-to-back inferences on the loaded input), one CRC-checked "
-                  "te-s line per inference; lines lost to corruption are counted as lost, never guessed",
-    }
-    if emulated:
-        m["instructions"] = (f"median of the ticks of one inference (te-s) x 1e9 / timer_hz ({timer_hz} Hz); under "
-                             "QEMU -icount shift=0 one instruction takes 1 ns of virtual time")
-        m["latency_ms"] = (f"ESTIMATE, not a measurement: instructions / clock_hz ({clock_hz} Hz), one instruction "
-                           "per cycle assumed")
-    else:
-        m["instructions"] = "not measured: real hardware counts time, not instructions"
-        m["latency_ms"] = f"measured: ticks of one inference (te-s) / timer_hz ({timer_hz} Hz, {info.get('timer', '?')})"
-    energy = None
-    if board is not None and latency["p50"] is not None:
-        energy = model_energy_uj(board.run_power_mw, latency["p50"])
-        m["energy_uj_per_inference"] = (f"power model, not a measurement: {board.run_power_mw:.3f} mW x median latency")
-    m["accuracy"] = ("top-1 over the labelled inputs sent with --data" if tally.labelled else
-                     "not measured: no labelled inputs (pass --data) ")
-    data = {
-        "tinyedge_version": __version__,
-        "source": "monitor",
-        "board": info.get("board"),
-        "emulated": emulated,
-        "model": model_name or info.get("model"),
-        "model_sha256": model_sha256 or fw_sha,
-        "firmware_model_sha256": fw_sha,
-        "model_mismatch": bool(model_sha256 and fw_sha and model_sha256.lower() != fw_sha.lower()),
-        "samples": tally.n,
-        "accuracy": (tally.correct / tally.labelled) if tally.labelled else None,
-        "parity": None,
-        "latency_ms": latency,
-        "instructions": int(round(ins)) if ins is not None else None,
-        "energy_uj_per_inference": energy,
-        "ram_bytes": int(info.get("ram_bytes") or 0) or None,
-        "flash_bytes": int(info.get("flash_bytes") or 0) or None,
-        "clock_hz": clock_hz,
-        "timer_hz": timer_hz,
-        "timer": info.get("timer"),
-        "duration_s": duration_s,
-        "inferences_per_second": (tally.n / duration_s) if duration_s else None,
-        "confidence_hist": list(tally.hist),
-        "predictions": {str(k): tally.preds[k] for k in sorted(tally.preds)},
-        "measurement": m,
-        "device": dict(info),
-        "link": {"url": url, **(link or {})},
-    }
-    return data
-
-
-def report_markdown(d: dict[str, Any]) -> str:
-    """report.md: the figures of :func:`build_report` as a Markdown table."""
-    lat = d["latency_ms"]
-
-    def f(v: Any, fmt: str) -> str:
-        return "n/a" if v is None else format(v, fmt)
-
-    rows = [
-        ("board", str(d["board"])),
-        ("model", f"{d['model']} (sha256 {str(d['firmware_model_sha256'])[:16]}…)"),
-        ("inferences recorded", str(d["samples"])),
-        ("inferences/s (wall clock)", f(d["inferences_per_second"], ".1f")),
-        ("latency_ms p50/p95/p99/max", " / ".join(f(lat[k], ".3f") for k in ("p50", "p95", "p99", "max"))
-         + (" (estimate)" if d["emulated"] else "")),
-        ("instructions", f(d["instructions"], ",d")),
-        ("accuracy", f(d["accuracy"], ".4f")),
-        ("energy_uj_per_inference", f(d["energy_uj_per_inference"], ".2f")),
-    ]
-    out = [f"# tinyedge monitor: {d['model']} on {d['board']}", ""]
-    if d.get("model_mismatch"):
-        out += [f"**MODEL MISMATCH**: the firmware runs {d['firmware_model_sha256']}, the model given has "
-                f"{d['model_sha256']}.", ""]
-    out += ["| figure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
-    out += ["", "## How each figure was obtained", ""] + [f"- **{k}**: {v}" for k, v in d["measurement"].items()]
-    link = d["link"]
-    out += ["", "## Link", "", "| counter | value |", "|---|---|"]
-    out += [f"| {k} | {v} |" for k, v in link.items()]
-    out += ["", "Raw bytes in raw.log; one row per inference in records.jsonl.", ""]
-    return "\n".join(out)
+    measure (so the same SLO expressions apply), plus the stream's own figures."""
+    return build_result(records, info, url=url, model_name=model_name, model_sha256=model_sha256, link=link,
+                        duration_s=duration_s, board=board).to_dict()
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -276,8 +162,6 @@ class Monitor:
                 buf = model.read_bytes()
             except OSError as exc:
                 raise ModelError(f"cannot read model {model}: {exc.strerror}", "check the path to the .tflite") from None
-            from ..score.core import model_io
-
             io = model_io(buf, model)
             model_sha, model_name = hashlib.sha256(buf).hexdigest(), model.name
             scale, zp = (io.output_scale or scale), (io.output_zero_point if io.output_scale else zp)
@@ -302,6 +186,7 @@ class Monitor:
         self._rate_hint = 0.0
         self._started = time.monotonic()
         self._tally = Tally()  # the report's figures, in constant memory
+        self._boards: dict[str | None, Board | None] = {}  # board files by te-info's id, looked up once
         self._last_report = 0.0
         self.error: BaseException | None = None
         self.record_dir.mkdir(parents=True, exist_ok=True)
@@ -360,7 +245,7 @@ class Monitor:
         """Wait until the loop ends (see :attr:`finished`); True if it did."""
         return self._done.wait(timeout)
 
-    def wait_for(self, cond, timeout: float = 30.0) -> dict[str, Any]:
+    def wait_for(self, cond: Callable[[dict[str, Any]], bool], timeout: float = 30.0) -> dict[str, Any]:
         """Wait until ``cond(snapshot)`` holds; return that snapshot (LinkError after ``timeout``)."""
         deadline = time.monotonic() + timeout
         version = -1
@@ -484,8 +369,10 @@ class Monitor:
                     self._stop.wait(0.05)
                     continue
                 self._idle.clear()
+                client = self._client
+                assert client is not None  # connected: the client is there until stop() closes it
                 try:
-                    self._batch(self._client)
+                    self._batch(client)
                 except LinkError as exc:
                     if isinstance(exc, (DeviceError, P.ProtocolError)):
                         raise
@@ -535,7 +422,7 @@ class Monitor:
         # per-line timeout: a device that stops mid-batch (or whose m-ready was lost) is resynchronised
         # after 20 inference times (at least 1 s) instead of waited for
         timeout = max(1.0, 20.0 / self._rate_hint) if self._rate_hint else 10.0
-        stream = client.iter_stream(n, timeout)
+        stream = cast(Generator[dict[str, int], None, None], client.iter_stream(n, timeout))  # closed below
         try:
             for s in stream:
                 now = time.monotonic()
@@ -576,7 +463,7 @@ class Monitor:
                         self._records_f.write(json.dumps(rec) + "\n")
                     self._records_f.flush()
             for rec in recs:
-                self._tally.add(rec)
+                self._tally.add(Record.from_row(rec))
             self.state.on_records(recs)
         self._account(client)
 
@@ -588,25 +475,26 @@ class Monitor:
         link = {"corrupt_lines": snap["link"]["crc_errors"], "lost_records": snap["link"]["lost"],
                 "resyncs": snap["link"]["resyncs"], "reconnects": snap["link"]["reconnects"],
                 "bytes_in": snap["link"]["bytes_in"]}
+        board_id = snap["device"].get("board")
+        if board_id not in self._boards:
+            self._boards[board_id] = lookup_board(board_id)
         data = build_report(self._tally, snap["device"], url=self.url, model_name=snap["model_file"],
                             model_sha256=snap["model_sha256"], link=link,
-                            duration_s=round(time.monotonic() - self._started, 3))
+                            duration_s=round(time.monotonic() - self._started, 3), board=self._boards[board_id])
         _atomic_write(self.record_dir / "report.json", json.dumps(data, indent=2) + "\n")
         _atomic_write(self.record_dir / "report.md", report_markdown(data))
 
 
-def _load_inputs(data: str | Path, io) -> tuple[np.ndarray, np.ndarray | None]:
-    from ..data import fit_shape, load_npz, quantize_inputs
-
+def _load_inputs(data: str | Path, io: ModelIO) -> tuple[np.ndarray, np.ndarray | None]:
     x, y = load_npz(data)
     if len(x) == 0:
         raise DataError(f"{data} has no samples", "pass a data file with at least one row in x")
     x = fit_shape(x, io.input_shape[1:], data)
     xq = quantize_inputs(x, io.input_scale, io.input_zero_point)
     xq = np.ascontiguousarray(xq.reshape(len(xq), -1)).astype(np.int8)
-    classifier = y is not None and io.output_size > 1 and io.output_size != io.input_size
+    classifier = y is not None and detect_task(io.input_size, io.output_size) == CLASSIFICATION
     return xq, (np.asarray(y).astype(np.int64) if classifier else None)
 
 
-__all__ = ["Monitor", "SESSION_FILES", "Tally", "build_report", "counted_percentiles", "iter_records", "read_records", "report_markdown", "session_report",
+__all__ = ["Monitor", "SESSION_FILES", "Tally", "build_report", "build_result", "iter_records", "read_records", "report_markdown", "session_report",
            "CONNECTED", "CONNECTING", "DISCONNECTED", "STOPPED"]

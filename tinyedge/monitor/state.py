@@ -11,9 +11,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from ..score.figures import Timing  # the tick rules of tinyedge score
 from ..score.metrics import percentiles
 
 #: Connection states shown by the views.
@@ -24,26 +25,6 @@ STOPPED = "stopped"
 
 HIST_BINS = 10
 SPARK = "▁▂▃▄▅▆▇█"
-
-
-@dataclass(frozen=True)
-class Timing:
-    """How ticks become figures, from ``te-info`` (same rules as ``tinyedge score``)."""
-
-    timer_hz: int
-    clock_hz: int
-    emulated: bool
-
-    def instructions(self, ticks: int) -> int | None:
-        """Under QEMU ``-icount shift=0`` one instruction takes 1 ns of virtual time."""
-        return int(round(ticks * 1e9 / self.timer_hz)) if self.emulated and self.timer_hz else None
-
-    def latency_ms(self, ticks: int) -> float | None:
-        """Emulated: instructions / clock (an estimate); hardware: ticks / timer_hz (a measurement)."""
-        if self.emulated:
-            ins = self.instructions(ticks)
-            return ins / self.clock_hz * 1e3 if ins is not None and self.clock_hz else None
-        return ticks / self.timer_hz * 1e3 if self.timer_hz else None
 
 
 def sparkline(values: list[float], width: int = 40) -> str:

@@ -5,28 +5,47 @@ the CRC of the input it ran on (te-infer), so a record is accepted only when bot
 or missing reply is asked for again (te-results is idempotent), a lost ``m-ready`` costs a resync,
 and a port that disappears is reopened with backoff; the harvest then resumes at the first sample
 without an accepted record, so nothing is counted twice.
+
+The flow: read the inputs (model, data, trace) → te-info and its checks → harvest (one
+:class:`~tinyedge.score.figures.Record` per sample) → te-profile → :func:`~tinyedge.score.figures.figures`
+→ the writers of :mod:`.report` → the SLO gate.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .. import __version__
+from .. import oracle
+from ..boards import Board, get_board
 from ..data import fit_shape, load_npz, quantize_inputs
-from ..errors import BoardError, DataError, LinkError, ModelError
+from ..errors import DataError, LinkError, ModelError
 from ..link import protocol as P
-from ..link.dut import DutClient
+from ..link.dut import DutClient, TeResults
 from ..link.transport import ConnectionLost, Transport
-from . import metrics
-from .energy import TraceEnergy, integrate_trace, model_energy_uj
+from ..model import Graph, read_model_bytes
+from .energy import TraceEnergy, integrate_trace
+from .figures import (
+    DeviceInfo,
+    ModelFacts,
+    ModelIO,
+    Record,
+    ScoreResult,
+    Session,
+    Timing,
+    detect_task,
+    figures,
+    graph_io,
+    lookup_board,
+)
 from .report import Report
 from .slo import Slo, evaluate, parse_slos
 
@@ -42,55 +61,18 @@ class ModelMismatchError(LinkError):
     """The firmware on the device was generated from a different model than the one given."""
 
 
+class BoardMismatchError(LinkError):
+    """The device says it is another board than the one given."""
+
+
 class HarvestAborted(LinkError):
     """The port is gone for good (reconnecting failed): the harvest stops instead of failing every sample."""
 
 
-@dataclass(frozen=True)
-class ModelIO:
-    """What scoring needs to know about the model's input and output tensors."""
-
-    input_shape: tuple[int, ...]
-    input_scale: float
-    input_zero_point: int
-    input_size: int
-    output_scale: float
-    output_zero_point: int
-    output_size: int
-
-
-def model_io(model_bytes: bytes, path: Path) -> ModelIO:
-    """Input/output shapes and quantization from the model reader; ModelError unless int8 in and out."""
-    from ..model import read_model_bytes
-
-    g = read_model_bytes(model_bytes, name=path.name)
-    if g.input.dtype != "INT8" or g.output.dtype != "INT8":
-        raise ModelError(
-            f"{path} has a {g.input.dtype.lower()} input and a {g.output.dtype.lower()} output; "
-            "tinyedge scores int8 models",
-            "quantize it to full-integer int8 (tinyedge quantize)",
-        )
-    (isc, izp), (osc, ozp) = g.input.q(), g.output.q()
-    shape = tuple(int(d) for d in g.input.shape)
-    return ModelIO(shape, isc, izp, int(np.prod(shape[1:])) if len(shape) > 1 else int(np.prod(shape)),
-                   osc, ozp, int(np.prod(g.output.shape[1:])) if len(g.output.shape) > 1 else int(np.prod(g.output.shape)))
-
-
-def _load_board(board_id: str):
-    from ..boards import get_board
-
-    try:
-        return get_board(board_id)
-    except BoardError as exc:
-        log.warning("no board file for %s (%s): energy is not estimated", board_id, exc)
-        return None
-
-
 def _oracle(model_bytes: bytes, xq: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """tflite_micro's int8 outputs on ``xq`` (the host reference), or None and why not."""
     try:
-        from ..oracle import run_tflm
-
-        return np.asarray(run_tflm(model_bytes, xq)).reshape(len(xq), -1).astype(np.int8), ""
+        return np.asarray(oracle.run_tflm(model_bytes, xq)).reshape(len(xq), -1).astype(np.int8), ""
     except Exception as exc:  # the oracle is a measurement aid: scoring goes on without it
         log.warning("tflite_micro could not run the model: %s", exc)
         return None, f"not measured: tflite_micro could not run the model ({exc})"
@@ -141,12 +123,177 @@ class _Harvester:
         raise last
 
 
+def read_model(model: Graph | str | Path) -> Graph:
+    """The model to score: an in-memory Graph as is, or a .tflite read (ModelError when unreadable)."""
+    if isinstance(model, Graph):
+        return model
+    path = Path(model)
+    try:
+        buf = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read model {path}: {exc.strerror}", "check the path to the .tflite") from None
+    return read_model_bytes(buf, name=path.name)
+
+
+def model_io(model_bytes: bytes, path: Path) -> ModelIO:
+    """Input/output shapes and quantization from the model reader; ModelError unless int8 in and out."""
+    return graph_io(read_model_bytes(model_bytes, name=path.name), path)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The test set as the device gets it: float ``x``, its int8 quantization ``xq``, labels ``y``."""
+
+    x: np.ndarray
+    xq: np.ndarray
+    y: np.ndarray | None
+
+
+def read_inputs(data: str | Path, io: ModelIO, limit: int | None) -> Inputs:
+    """The labelled test set, cut to ``limit``, shaped and quantized for the model (DataError when unusable)."""
+    x, y = load_npz(data)
+    if limit is not None:
+        x, y = x[:limit], (y[:limit] if y is not None else None)
+    if len(x) == 0:
+        raise DataError(f"{data} has no samples", "pass a data file with at least one row in x")
+    x = fit_shape(x, io.input_shape[1:], data)
+    return Inputs(x, quantize_inputs(x, io.input_scale, io.input_zero_point), y)
+
+
+def resolve_board(board: Board | str | None) -> Board | None:
+    """A board given by id is looked up now (BoardError when unknown: the caller named it)."""
+    return get_board(board) if isinstance(board, str) else board
+
+
+@contextmanager
+def _client_for(port: str | Transport | DutClient, *, baud: int | None, raw_log: Path,
+                timeouts: dict[str, float] | None, retries: int, ready_timeout: float) -> Iterator[DutClient]:
+    """A DutClient on ``port`` with the score's retries and timeouts, logging raw bytes to ``raw_log``;
+    opened and closed here for a URL, left open (settings restored) for the caller's client."""
+    own = isinstance(port, str)
+    if isinstance(port, DutClient):
+        client = port
+    else:
+        client = DutClient(Transport(port, baud=baud, connect_timeout=5.0) if isinstance(port, str) else port)
+    saved = (client.retries, dict(client.timeouts))
+    client.retries = max(client.retries, retries)
+    client.timeouts.update(timeouts or {})
+    client.transport.add_raw_log(raw_log)
+    try:
+        if not isinstance(port, DutClient):
+            client.wait_ready(ready_timeout)
+        yield client
+    finally:
+        client.retries, client.timeouts = saved[0], saved[1]
+        if own:
+            client.close()
+        else:
+            client.transport.remove_raw_logs()
+
+
+def check_device(device: DeviceInfo, graph: Graph, io: ModelIO, board: Board | None, url: str,
+                 allow_model_mismatch: bool) -> None:
+    """Refuse firmware built from another model (unless allowed), with other tensor sizes, or for
+    another board than the one given."""
+    fw_sha = device.model_sha256
+    if fw_sha.lower() != graph.sha256 and not allow_model_mismatch:
+        raise ModelMismatchError(
+            f"the firmware at {url} was generated from model sha256 {fw_sha} "
+            f"({device.model or '?'}), but {graph.name} has sha256 {graph.sha256}",
+            "flash firmware generated from this model (tinyedge generate/build), pass the model it was "
+            "built from, or add --allow-model-mismatch to score anyway (recorded in the report)",
+        )
+    if device.input_bytes != io.input_size or device.output_count != io.output_size:
+        raise ModelMismatchError(
+            f"the firmware at {url} takes {device.input_bytes} input bytes and gives "
+            f"{device.output_count} outputs; {graph.name} takes {io.input_size} and gives {io.output_size}",
+            "score with the model the firmware was generated from",
+        )
+    if board is not None and device.board != board.id:
+        raise BoardMismatchError(
+            f"the firmware at {url} says it runs on board {device.board}, but it is scored as {board.id}",
+            f"pass the board the firmware was built for ({device.board}), or flash firmware built for {board.id}",
+        )
+
+
+def _sample_step(client: DutClient, device: DeviceInfo, data: bytes) -> Callable[[], TeResults]:
+    """One inference on ``data``: te-load + te-infer (protocol 2, CRC-checked), or the v1 sequence."""
+    if device.protocol >= 2:
+        def step() -> TeResults:
+            client.load(data)
+            return client.te_infer(P.crc16_ccitt_false(data))
+    else:
+        def step() -> TeResults:
+            client.load_input(data)
+            client.infer(1, 0)
+            return client.te_results()
+    return step
+
+
+def _harvest(client: DutClient, harvester: _Harvester, device: DeviceInfo, inputs: Inputs,
+             reference: np.ndarray | None, timing: Timing, task: str, out_dir: Path,
+             progress: bool) -> tuple[list[Record], float, float]:
+    """Every sample through the device, one accepted (or failed) record each, appended to records.jsonl
+    as it comes; returns (records, start time, seconds taken)."""
+    n = len(inputs.xq)
+    bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   disable=not progress, transient=True)
+    start = time.time()
+    records: list[Record] = []
+    with bar, open(out_dir / "records.jsonl", "w") as f:
+        task_id = bar.add_task("score", total=n)
+        for i in range(n):  # the next sample without an accepted record: resume point after any failure
+            label = int(inputs.y[i]) if inputs.y is not None else None
+            data = np.ascontiguousarray(inputs.xq[i]).astype(np.int8).tobytes()
+            try:
+                res = harvester.run(f"sample {i}", _sample_step(client, device, data))
+            except LinkError as exc:
+                if isinstance(exc, (ModelMismatchError, HarvestAborted)):
+                    raise
+                rec = Record(index=i, ok=False, error=exc.problem)
+                log.warning("sample %d failed: %s", i, exc.problem)
+            else:
+                out = tuple(int(v) for v in res.out)
+                rec = Record(index=i, ticks=int(res.ticks), t=time.time() - start, label=label, out=out,
+                             parity=(bool(np.array_equal(res.out, reference[i])) if reference is not None else None))
+            records.append(rec)
+            f.write(json.dumps(rec.row(timing, task)) + "\n")
+            f.flush()
+            bar.advance(task_id)
+    return records, start, time.time() - start
+
+
+def _profile(client: DutClient, harvester: _Harvester, device: DeviceInfo, inputs: Inputs,
+             records: list[Record], enabled: bool) -> tuple[dict[str, Any] | None, str]:
+    """te-profile on the last accepted sample's input: (answer, "" or why it was not measured)."""
+    ok = [r.index for r in records if r.ok]
+    if not enabled or not ok:
+        return None, "not measured (profile disabled)"
+    data = np.ascontiguousarray(inputs.xq[ok[-1]]).astype(np.int8).tobytes()
+    try:
+        if device.protocol >= 2:
+            harvester.run("te-load for te-profile", lambda: client.load(data))
+        prof = harvester.run("te-profile", lambda: client.profile(layers=device.layers or None))
+    except LinkError as exc:
+        return None, f"not measured: {exc.problem}"
+    return dict(prof), ""
+
+
+def _link(client: DutClient) -> dict[str, Any]:
+    stats, cnt = client.parser.stats, client.counters
+    return {"url": client.url, "corrupt_lines": stats.corrupt, "unknown_lines": stats.unknown,
+            "truncated_lines": stats.truncated, "retries": cnt.retries, "timeouts": cnt.timeouts,
+            "resyncs": cnt.resyncs, "reconnects": cnt.reconnects,
+            "bytes_in": getattr(client.transport, "bytes_in", None)}
+
+
 def score(
     port: str | Transport | DutClient,
     data: str | Path,
-    model: str | Path,
+    model: Graph | str | Path,
     *,
     out_dir: str | Path,
+    board: Board | str | None = None,
     limit: int | None = None,
     slos: Iterable[str] = (),
     allow_model_mismatch: bool = False,
@@ -162,8 +309,11 @@ def score(
     profile: bool = True,
     step_summary: bool = True,
 ) -> Report:
-    """Score the firmware on ``port`` with the labelled ``data`` (.npz: x, y) for ``model`` (.tflite).
+    """Score the firmware on ``port`` with the labelled ``data`` (.npz: x, y) for ``model``.
 
+    ``model`` is a .tflite path, or an in-memory :class:`~tinyedge.model.Graph` used as is (not
+    re-read). ``board`` (a Board or board id) is the board the firmware was built for; by default
+    the one te-info names is looked up (a device that names another board is refused).
     ``port`` is a pyserial URL (opened and closed here), or an already-open Transport/DutClient
     (left open: the caller owns it). Writes raw.log (every byte received, before parsing),
     records.jsonl (one accepted record per sample, in order), report.json, report.md, summary.md,
@@ -176,336 +326,44 @@ def score(
     """
     parsed_slos: list[Slo] = parse_slos(slos)  # fail on a typo before any device time is spent
     out_dir = Path(out_dir)
-    model = Path(model)
-    try:
-        model_bytes = model.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read model {model}: {exc.strerror}", "check the path to the .tflite") from None
-    sha = hashlib.sha256(model_bytes).hexdigest()
-    io = model_io(model_bytes, model)
+    graph = read_model(model)
+    io = graph_io(graph, model if not isinstance(model, Graph) else None)
+    given_board = resolve_board(board)
     trace = integrate_trace(power_trace, voltage_v=voltage_v) if power_trace is not None else None
-    x, y = load_npz(data)
-    if limit is not None:
-        x, y = x[:limit], (y[:limit] if y is not None else None)
-    if len(x) == 0:
-        raise DataError(f"{data} has no samples", "pass a data file with at least one row in x")
-    x = fit_shape(x, io.input_shape[1:], data)
-    xq = quantize_inputs(x, io.input_scale, io.input_zero_point)
-    oracle_out, oracle_note = _oracle(model_bytes, xq)
+    inputs = read_inputs(data, io, limit)
+    reference, reference_note = _oracle(graph.model_bytes, inputs.xq)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     raw_log = out_dir / "raw.log"
     raw_log.write_bytes(b"")
-    own = isinstance(port, str)
-    if isinstance(port, DutClient):
-        client = port
-    else:
-        transport = Transport(port, baud=baud, connect_timeout=5.0) if own else port
-        client = DutClient(transport)
-    saved = (client.retries, dict(client.timeouts))
-    client.retries = max(client.retries, retries)
-    client.timeouts.update(timeouts or {})
-    client.transport.add_raw_log(raw_log)
-    try:
-        if not isinstance(port, DutClient):
-            client.wait_ready(ready_timeout)
+    with _client_for(port, baud=baud, raw_log=raw_log, timeouts=timeouts, retries=retries,
+                     ready_timeout=ready_timeout) as client:
         harvester = _Harvester(client, max_attempts=max_attempts, reconnect_wait=reconnect_wait,
                                ready_timeout=ready_timeout)
-        report = _score_on_device(client, harvester, io, x, xq, y, oracle_out, oracle_note, model, sha, out_dir,
-                                  allow_model_mismatch, progress, trace, profile)
-    finally:
-        client.retries, client.timeouts = saved[0], saved[1]
-        if own:
-            client.close()
-        else:
-            client.transport.remove_raw_logs()
+        result = _score_on_device(client, harvester, graph, io, given_board, inputs, reference, reference_note,
+                                  trace, out_dir, allow_model_mismatch=allow_model_mismatch, progress=progress,
+                                  do_profile=profile)
+    report = Report.from_result(result)
     report.slo_results = evaluate(parsed_slos, report.data)
     report.data["slo"] = [r.as_dict() for r in report.slo_results]
     report.write(out_dir, step_summary=step_summary)
     return report
 
 
-def _score_on_device(
-    client: DutClient,
-    harvester: _Harvester,
-    io: ModelIO,
-    x: np.ndarray,
-    xq: np.ndarray,
-    y: np.ndarray | None,
-    oracle_out: np.ndarray | None,
-    oracle_note: str,
-    model: Path,
-    sha: str,
-    out_dir: Path,
-    allow_model_mismatch: bool,
-    progress: bool,
-    trace: TraceEnergy | None,
-    do_profile: bool,
-) -> Report:
-    info = harvester.run("te-info", client.info)
-    fw_sha = str(info["model_sha256"])
-    mismatch = fw_sha.lower() != sha
-    if mismatch and not allow_model_mismatch:
-        raise ModelMismatchError(
-            f"the firmware at {client.url} was generated from model sha256 {fw_sha} "
-            f"({info.get('model', '?')}), but {model.name} has sha256 {sha}",
-            "flash firmware generated from this model (tinyedge generate/build), pass the model it was "
-            "built from, or add --allow-model-mismatch to score anyway (recorded in the report)",
-        )
-    if int(info["input_bytes"]) != io.input_size or int(info["output_count"]) != io.output_size:
-        raise ModelMismatchError(
-            f"the firmware at {client.url} takes {info['input_bytes']} input bytes and gives "
-            f"{info['output_count']} outputs; {model.name} takes {io.input_size} and gives {io.output_size}",
-            "score with the model the firmware was generated from",
-        )
-    board = _load_board(str(info["board"]))
-    emulated = bool(info["emulated"])
-    timer_hz = int(info["timer_hz"])
-    clock_hz = int(info.get("clock_hz") or (board.clock_hz if board else 0))
-    autoencoder = io.output_size == io.input_size and io.output_size > 1
-    classifier = not autoencoder and io.output_size > 1
-    task = "anomaly_detection" if autoencoder else "classification" if classifier else "other"
-    protocol = int(info.get("protocol", 1))
-
-    def to_ms(ticks: np.ndarray | float) -> np.ndarray | float:
-        """Ticks -> ms: instruction count / clock under an emulator, timer ticks / timer_hz on hardware."""
-        if emulated:
-            return (np.asarray(ticks, dtype=np.float64) * 1e9 / timer_hz) / clock_hz * 1e3 if clock_hz else ticks * 0.0
-        return np.asarray(ticks, dtype=np.float64) / timer_hz * 1e3
-
-    def sample_step(i: int) -> Any:
-        data = np.ascontiguousarray(xq[i]).astype(np.int8).tobytes()
-        if protocol >= 2:
-            def step() -> Any:
-                client.load(data)
-                return client.te_infer(P.crc16_ccitt_false(data))
-        else:
-            def step() -> Any:
-                client.load_input(data)
-                client.infer(1, 0)
-                return client.te_results()
-        return step
-
-    n = len(xq)
-    ticks = np.zeros(n, dtype=np.int64)
-    outs = np.zeros((n, io.output_size), dtype=np.int8)
-    ok = np.zeros(n, dtype=bool)
-    received_at = np.full(n, np.nan)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   disable=not progress, transient=True)
-    start = time.time()
-    failures: list[dict[str, Any]] = []
-    with bar, open(out_dir / "records.jsonl", "w") as records:
-        task_id = bar.add_task("score", total=n)
-        for i in range(n):  # the next sample without an accepted record: resume point after any failure
-            rec: dict[str, Any] = {"index": i}
-            try:
-                res = harvester.run(f"sample {i}", sample_step(i))
-            except LinkError as exc:
-                if isinstance(exc, (ModelMismatchError, HarvestAborted)):
-                    raise
-                rec.update(ok=False, error=exc.problem)
-                failures.append({"index": i, "error": exc.problem})
-                log.warning("sample %d failed: %s", i, exc.problem)
-            else:
-                ticks[i], outs[i], ok[i] = res.ticks, res.out, True
-                received_at[i] = time.time()
-                rec.update(ok=True, ticks=int(res.ticks), t=round(received_at[i] - start, 6))
-                if emulated:
-                    rec["instructions"] = int(round(res.ticks * 1e9 / timer_hz))
-                rec["latency_ms"] = float(to_ms(res.ticks)) if (clock_hz or not emulated) else None
-                if y is not None:
-                    rec["label"] = int(y[i])
-                if classifier:
-                    rec["pred"] = int(np.argmax(res.out))
-                    if y is not None:
-                        rec["correct"] = rec["pred"] == int(y[i])
-                if oracle_out is not None:
-                    rec["parity"] = bool(np.array_equal(res.out, oracle_out[i]))
-                rec["out"] = [int(v) for v in res.out]
-            records.write(json.dumps(rec) + "\n")
-            records.flush()
-            bar.advance(task_id)
-    harvest_s = time.time() - start
-
-    prof = None
-    prof_note = "not measured (profile disabled)"
-    if do_profile and ok.any():
-        last_ok = int(np.flatnonzero(ok)[-1])
-        try:
-            data_last = np.ascontiguousarray(xq[last_ok]).astype(np.int8).tobytes()
-            if protocol >= 2:
-                harvester.run("te-load for te-profile", lambda: client.load(data_last))
-            prof = harvester.run("te-profile", lambda: client.profile(layers=int(info.get("layers", 0)) or None))
-            prof_note = ""
-        except LinkError as exc:
-            prof_note = f"not measured: {exc.problem}"
-
-    # ------------------------------------------------------------------ figures
-    good = ok
-    n_ok = int(good.sum())
-    tk = ticks[good]
-    if emulated:
-        instr = tk.astype(np.float64) * 1e9 / timer_hz
-        lat_ms = np.asarray(to_ms(tk)) if clock_hz else np.zeros(0)
-        instructions: int | None = int(round(float(np.median(instr)))) if n_ok else None
-    else:
-        lat_ms = np.asarray(to_ms(tk))
-        instructions = None
-    latency = metrics.percentiles(lat_ms)
-    throughput = 1e3 / latency["mean"] if latency["mean"] else None
-
-    y_ok = y[good] if y is not None else None
-    out_ok = outs[good]
-    accuracy = confusion = roc_auc = None
-    dev_conf = ref_conf = np.zeros(0)
-    if classifier:
-        pred = np.argmax(out_ok, axis=1)
-        if y_ok is not None and n_ok:
-            accuracy = float(np.mean(pred == y_ok))
-            confusion = metrics.confusion_matrix(y_ok, pred, max(io.output_size, int(y_ok.max()) + 1))
-        dev_conf = metrics.dequantize(out_ok.max(axis=1), io.output_scale, io.output_zero_point) if n_ok else dev_conf
-        if oracle_out is not None:
-            ref_conf = metrics.dequantize(oracle_out.max(axis=1), io.output_scale, io.output_zero_point)
-        conf_what = "top score (dequantized output of the arg-max class)"
-    elif autoencoder:
-        errors = metrics.reconstruction_errors(x[good], out_ok, io.output_scale, io.output_zero_point)
-        dev_conf = errors
-        if y_ok is not None and n_ok:
-            roc_auc = metrics.roc_auc(y_ok, errors)
-        if oracle_out is not None:
-            ref_conf = metrics.reconstruction_errors(x, oracle_out, io.output_scale, io.output_zero_point)
-        conf_what = "anomaly score (reconstruction MSE)"
-    else:
-        conf_what = "output"
-    parity = (float(np.mean(np.all(out_ok == oracle_out[good], axis=1))) if oracle_out is not None and n_ok
-              else None)
-    psi = metrics.psi(ref_conf, dev_conf) if ref_conf.size and dev_conf.size else None
-    stamps = received_at[good]
-    now = time.time()
-    freshness = float(now - np.nanmax(stamps)) if n_ok else None
-    max_gap = float(np.max(np.diff(np.concatenate([[start], stamps])))) if n_ok else None
-
-    energy_model = (model_energy_uj(board.run_power_mw, latency["p50"])
-                    if board is not None and latency["p50"] is not None else None)
-    energy_trace = trace.mean_uj if trace is not None else None
-    energy_source = "trace" if trace is not None else ("power_model" if energy_model is not None else None)
-    energy = energy_trace if trace is not None else energy_model
-
-    profile_data = None
-    if prof is not None:
-        total = int(prof["total_ticks"])  # type: ignore[arg-type]
-        layers = [{**la, "ms": float(to_ms(la["ticks"])) if (clock_hz or not emulated) else None,
-                   "share": (la["ticks"] / prof["sum_ticks"]) if prof["sum_ticks"] else 0.0}  # type: ignore[operator]
-                  for la in prof["layers"]]  # type: ignore[union-attr]
-        profile_data = {"layers": layers, "total_ticks": total, "sum_ticks": int(prof["sum_ticks"]),  # type: ignore[arg-type]
-                        "total_ms": float(to_ms(total)) if (clock_hz or not emulated) else None}
-
-    timer = info.get("timer", "?")
-    m: dict[str, str] = {}
-    if emulated:
-        m["instructions"] = (
-            f"median over samples of the ticks of one inference (te-infer/te-results) x 1e9 / timer_hz "
-            f"({timer_hz} Hz, {timer}); under QEMU -icount shift=0 one instruction takes 1 ns of virtual time "
-            f"(emulator instruction count)")
-        m["latency_ms"] = (
-            f"ESTIMATE from the emulator instruction count, not a measurement: instructions / clock_hz "
-            f"({clock_hz} Hz), assuming one instruction per cycle on the emulated board")
-    else:
-        m["instructions"] = "not measured: real hardware counts time, not instructions"
-        m["latency_ms"] = (f"measured by the device timer: ticks of one inference (te-infer) / timer_hz "
-                           f"({timer_hz} Hz, {timer}: {'DWT cycle counter' if timer == 'dwt' else timer})")
-    m["throughput_ips"] = "1000 / mean latency_ms (inferences per second back to back, same source as latency)"
-    m["profile"] = prof_note or (
-        f"te-profile: per-layer {timer} ticks of one profiled inference on the last sample's input, "
-        f"converted like latency_ms ({'emulator instruction count' if emulated else 'device timer'}); the total "
-        f"includes the profiling overhead")
-    if board is not None:
-        p = board.power
-        model_text = (f"power model, not a measurement: {board.run_power_mw:.3f} mW (run current "
-                      f"{board.run_current_ma:.3f} mA x {p['voltage_v']} V) x median latency; source: "
-                      f"{p.get('source', 'board file')}")
-    else:
-        model_text = f"not estimated: no board file for '{info['board']}'"
-    if trace is not None:
-        m["energy_uj_per_inference"] = (
-            f"MEASURED from power trace {Path(trace.source).name}: mean over {trace.windows} inference windows "
-            f"(gpio marker high) of the trapezoidal integral of power ({trace.column}); the power-model figure "
-            f"is energy.model_uj ({model_text})")
-    else:
-        m["energy_uj_per_inference"] = model_text
-    if classifier:
-        m["accuracy"] = "top-1: arg-max of the device's int8 outputs vs y; confusion matrix rows are labels"
-    elif autoencoder:
-        m["accuracy"] = ("not applicable: anomaly detection is scored by roc_auc of the reconstruction error "
-                         "(mean squared error of input and dequantized output, as MLPerf Tiny's AD benchmark)")
-    else:
-        m["accuracy"] = "not measured: no labels, or a single-output model"
-    m["parity"] = oracle_note or (
-        "fraction of samples whose int8 outputs equal tflite_micro's (tinyedge.oracle.run_tflm) exactly")
-    m["psi"] = (f"population stability index of the device's {conf_what} against the host reference run "
-                f"(tflite_micro on the same inputs), 10 reference-decile bins" if psi is not None
-                else "not measured: no host reference run")
-    m["success_rate"] = (f"samples with an accepted record (CRC-checked te-load acknowledgement and te-results "
-                         f"whose input CRC matches) / samples sent; a sample fails after {harvester.max_attempts} "
-                         f"attempts")
-    m["freshness_s"] = "seconds between the last accepted record and the report; max_record_gap_s the longest wait"
-    m["memory"] = "from te-info: flash and RAM between the linker symbols __te_*_start and __te_*_end"
-    if mismatch:
-        m["model"] = f"MISMATCH allowed (--allow-model-mismatch): firmware model sha256 {fw_sha}, scored against {sha}"
-
-    stats = client.parser.stats
-    cnt = client.counters
-    data = {
-        "tinyedge_version": __version__,
-        "board": str(info["board"]),
-        "emulated": emulated,
-        "model": model.name,
-        "model_sha256": sha,
-        "firmware_model_sha256": fw_sha,
-        "firmware_version": info.get("version"),
-        "protocol": protocol,
-        "model_mismatch": mismatch,
-        "allow_model_mismatch": allow_model_mismatch,
-        "task": task,
-        "samples": n,
-        "samples_ok": n_ok,
-        "success_rate": n_ok / n,
-        "failures": failures,
-        "accuracy": accuracy,
-        "confusion_matrix": confusion,
-        "roc_auc": roc_auc,
-        "parity": parity,
-        "latency_ms": latency,
-        "latency_source": "emulator instruction count" if emulated else f"device timer ({timer})",
-        "throughput_ips": throughput,
-        "instructions": instructions,
-        "profile": profile_data,
-        "energy_uj_per_inference": energy,
-        "energy_source": energy_source,
-        "energy": {"model_uj": energy_model, "trace_uj": energy_trace,
-                   "trace_windows": trace.windows if trace else None,
-                   "trace_file": str(trace.source) if trace else None,
-                   "trace_mean_power_mw": trace.mean_power_mw if trace else None},
-        "confidence": {"what": conf_what, **{k: v for k, v in metrics.percentiles(dev_conf).items()},
-                       "reference_p50": metrics.percentiles(ref_conf)["p50"]},
-        "psi": psi,
-        "freshness_s": freshness,
-        "max_record_gap_s": max_gap,
-        "harvest_s": harvest_s,
-        "ram_bytes": int(info.get("ram_bytes", 0)) or None,
-        "flash_bytes": int(info.get("flash_bytes", 0)) or None,
-        "clock_hz": clock_hz,
-        "timer_hz": timer_hz,
-        "timer": timer,
-        "measurement": m,
-        "device": {k: v for k, v in info.items()},
-        "link": {"url": client.url, "corrupt_lines": stats.corrupt, "unknown_lines": stats.unknown,
-                 "truncated_lines": stats.truncated, "retries": cnt.retries, "timeouts": cnt.timeouts,
-                 "resyncs": cnt.resyncs, "reconnects": cnt.reconnects,
-                 "bytes_in": getattr(client.transport, "bytes_in", None)},
-    }
-    series = {"latency_ms": lat_ms, "confidence": dev_conf, "confidence_reference": ref_conf}
-    return Report(data, out_dir=out_dir, series=series)
+def _score_on_device(client: DutClient, harvester: _Harvester, graph: Graph, io: ModelIO, given_board: Board | None,
+                     inputs: Inputs, reference: np.ndarray | None, reference_note: str, trace: TraceEnergy | None,
+                     out_dir: Path, *, allow_model_mismatch: bool, progress: bool, do_profile: bool) -> ScoreResult:
+    """te-info and its checks → harvest → profile → figures."""
+    device = DeviceInfo.from_info(harvester.run("te-info", client.info))
+    check_device(device, graph, io, given_board, client.url, allow_model_mismatch)
+    board = given_board if given_board is not None else lookup_board(device.board)
+    timing = device.timing(board)
+    task = detect_task(io.input_size, io.output_size)
+    records, start, harvest_s = _harvest(client, harvester, device, inputs, reference, timing, task, out_dir, progress)
+    prof, prof_note = _profile(client, harvester, device, inputs, records, do_profile)
+    session = Session(link=_link(client), harvest_s=harvest_s, elapsed_s=time.time() - start,
+                      max_attempts=harvester.max_attempts)
+    return figures(records, device, board, model=ModelFacts(graph.name, graph.sha256, io), source="score",
+                   inputs=inputs.x, reference=reference, reference_note=reference_note, trace=trace,
+                   profile=prof, profile_note=prof_note or "", session=session,
+                   allow_model_mismatch=allow_model_mismatch)

@@ -79,7 +79,7 @@ def reconstruction_errors(x: np.ndarray, out_q: np.ndarray, scale: float, zero_p
     error between the (float) input and the dequantized output, one score per sample."""
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     y = (np.asarray(out_q, dtype=np.float64).reshape(len(out_q), -1) - zero_point) * scale
-    return np.mean((x - y) ** 2, axis=1)
+    return np.asarray(np.mean((x - y) ** 2, axis=1), dtype=np.float64)
 
 
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:

@@ -1,5 +1,7 @@
-"""The score report and its renderings: report.json, report.md, summary.md (CI step summary),
-junit.xml (one test case per SLO) and a self-contained report.html with matplotlib plots."""
+"""Writers of a :class:`~tinyedge.score.figures.ScoreResult`: report.json, report.md, summary.md (CI step
+summary), junit.xml (one test case per SLO), a self-contained report.html with matplotlib plots, and a
+monitored session's report.md. They render; every figure and its how-measured text comes from
+:func:`tinyedge.score.figures.figures`."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .figures import ScoreResult
 from .slo import SloResult
 
 
@@ -33,6 +36,12 @@ class Report:
     slo_results: list[SloResult] = field(default_factory=list)
     out_dir: Path | None = None
     series: dict[str, Any] = field(default_factory=dict, repr=False)
+    result: ScoreResult | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_result(cls, result: ScoreResult, slo_results: list[SloResult] | None = None) -> Report:
+        """The report of ``result`` (report.json is ``result.to_dict()``)."""
+        return cls(result.to_dict(), list(slo_results or []), series=dict(result.series), result=result)
 
     @property
     def passed(self) -> bool:
@@ -145,7 +154,8 @@ class Report:
             else:
                 out = ET.SubElement(case, "system-out")
                 out.text = f"{r.slo.key} = {r.value:g}"
-        root = ET.Element("testsuites", name="tinyedge", tests=suite.get("tests"), failures=suite.get("failures"))
+        root = ET.Element("testsuites", name="tinyedge", tests=suite.get("tests", "0"),
+                          failures=suite.get("failures", "0"))
         root.append(suite)
         ET.indent(root)
         return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
@@ -162,7 +172,7 @@ class Report:
         d, s = self.data, self.series
         figs: list[tuple[str, str, str]] = []
 
-        def png(fig) -> str:
+        def png(fig: Any) -> str:
             buf = io.BytesIO()
             fig.tight_layout()
             fig.savefig(buf, format="png", dpi=90)
@@ -209,9 +219,9 @@ class Report:
             lo = float(min(conf.min(), ref.min() if ref.size else conf.min()))
             hi = float(max(conf.max(), ref.max() if ref.size else conf.max()))
             bins = np.linspace(lo, hi if hi > lo else lo + 1, 21)
-            ax.hist(conf, bins=bins, alpha=0.6, label="device", color="#ee6677")
+            ax.hist(conf, bins=bins.tolist(), alpha=0.6, label="device", color="#ee6677")
             if ref.size:
-                ax.hist(ref, bins=bins, alpha=0.6, label="host reference (tflite_micro)", color="#4477aa")
+                ax.hist(ref, bins=bins.tolist(), alpha=0.6, label="host reference (tflite_micro)", color="#4477aa")
             ax.set_xlabel(d["confidence"]["what"])
             ax.set_ylabel("samples")
             ax.legend(fontsize=8)
@@ -288,3 +298,29 @@ class Report:
                 f.write(files["summary.md"] + "\n")
         self.out_dir = out
         return paths
+
+
+def monitor_markdown(d: dict[str, Any]) -> str:
+    """A monitored session's report.md: the figures of its report.json as a Markdown table."""
+    lat = d["latency_ms"]
+    rows = [
+        ("board", str(d["board"])),
+        ("model", f"{d['model']} (sha256 {str(d['firmware_model_sha256'])[:16]}…)"),
+        ("inferences recorded", str(d["samples"])),
+        ("inferences/s (wall clock)", _f(d["inferences_per_second"], ".1f")),
+        ("latency_ms p50/p95/p99/max", " / ".join(_f(lat[k], ".3f") for k in ("p50", "p95", "p99", "max"))
+         + (" (estimate)" if d["emulated"] else "")),
+        ("instructions", _f(d["instructions"], ",d")),
+        ("accuracy", _f(d["accuracy"], ".4f")),
+        ("energy_uj_per_inference", _f(d["energy_uj_per_inference"], ".2f")),
+    ]
+    out = [f"# tinyedge monitor: {d['model']} on {d['board']}", ""]
+    if d.get("model_mismatch"):
+        out += [f"**MODEL MISMATCH**: the firmware runs {d['firmware_model_sha256']}, the model given has "
+                f"{d['model_sha256']}.", ""]
+    out += ["| figure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    out += ["", "## How each figure was obtained", ""] + [f"- **{k}**: {v}" for k, v in d["measurement"].items()]
+    out += ["", "## Link", "", "| counter | value |", "|---|---|"]
+    out += [f"| {k} | {v} |" for k, v in d["link"].items()]
+    out += ["", "Raw bytes in raw.log; one row per inference in records.jsonl.", ""]
+    return "\n".join(out)

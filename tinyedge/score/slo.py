@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import operator
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -90,8 +91,6 @@ def load_project_slos(path: str | Path | None = None) -> tuple[list[str], Path |
         "latency_ms.p95" = "<=50"
         parity = "==1"
     """
-    import tomllib
-
     if path is None:
         path = Path.cwd() / "tinyedge.toml"
         if not path.is_file():
