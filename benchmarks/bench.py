@@ -100,15 +100,11 @@ def host_times(graph, x: np.ndarray, iterations: int, rounds: int = 5) -> tuple[
 
 def device_run(graph, board, workdir: Path, core_dir: Path, x: np.ndarray) -> dict:
     """Generate, build and run one inference in QEMU: ticks, per-layer ticks, outputs, sizes, plan."""
-    from tinyedge.firmware import build_project
-    from tinyedge.firmware import generate_project
-    from tinyedge.runners import QemuSession
     from tinyedge.link import connect
+    from tinyedge.runners import deploy
 
-    project = generate_project(graph, board, workdir)
-    build = build_project(project.path, core_dir=core_dir)
-    with QemuSession(board, build.elf) as qemu:
-        client = connect(qemu.url, connect_timeout=10.0, ready_timeout=20.0)
+    with deploy(graph, board, workdir, engine="qemu", core_dir=core_dir) as dep:
+        client = connect(dep.url, connect_timeout=10.0, ready_timeout=20.0)
         try:
             client.load_input(x.tobytes())
             client.infer(1, 0, timeout=120)
@@ -116,8 +112,8 @@ def device_run(graph, board, workdir: Path, core_dir: Path, x: np.ndarray) -> di
             prof = client.profile(timeout=120)
         finally:
             client.close()
-    return dict(ticks=res.ticks, out=res.out, profile=prof, flash=build.flash_bytes, plan=project.plan,
-                program=project.program)
+    return dict(ticks=res.ticks, out=res.out, profile=prof, flash=dep.build.flash_bytes, plan=dep.project.plan,
+                program=dep.project.program)
 
 
 def run_benchmark(models: list[str], boards: list[str], *, variants: tuple[str, ...] = ("dsp", "portable"),

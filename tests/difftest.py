@@ -6,17 +6,19 @@ QEMU, through the serial protocol)."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 
 from tinyedge.codegen.cmodel import render_model
 from tinyedge.codegen.host import build_host, run_host
+from tinyedge.link import connect
 from tinyedge.model import Graph, read_model_bytes
 from tinyedge.model.program import build_program
 from tinyedge.oracle import run_tflm
+from tinyedge.runners import deploy
 
 
 def inputs_for(g: Graph, rng: np.random.Generator, samples: int) -> np.ndarray:
@@ -75,18 +77,9 @@ def qemu_outputs(graph: Graph, board_id: str, inputs: np.ndarray, workdir: Path,
                  timeout: float = 120.0):
     """Generate, build (PlatformIO) and run ``graph`` on an emulated board; feed each input row through
     the serial protocol (te-load, infer, te-results). Returns (int8 outputs, the GeneratedProject)."""
-    from tinyedge.boards import get_board
-    from tinyedge.firmware import build_project
-    from tinyedge.firmware import generate_project
-    from tinyedge.runners import QemuSession
-    from tinyedge.link import connect
-
-    board = get_board(board_id)
-    project = generate_project(graph, board, workdir)
-    build = build_project(project.path, core_dir=core_dir)
     outs = []
-    with QemuSession(board, build.elf) as qemu:
-        client = connect(qemu.url, connect_timeout=10.0, ready_timeout=20.0)
+    with deploy(graph, board_id, workdir, engine="qemu", core_dir=core_dir) as dep:
+        client = connect(dep.url, connect_timeout=10.0, ready_timeout=20.0)
         try:
             for row in inputs:
                 client.load(np.ascontiguousarray(row).tobytes())
@@ -94,4 +87,4 @@ def qemu_outputs(graph: Graph, board_id: str, inputs: np.ndarray, workdir: Path,
                 outs.append(client.te_results().out.reshape(-1))
         finally:
             client.close()
-    return np.stack(outs).astype(np.int8), project
+    return np.stack(outs).astype(np.int8), dep.project

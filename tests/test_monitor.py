@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 import zipfile
 from pathlib import Path
 
@@ -17,42 +18,34 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
+from faultproxy import FaultProxy
+from helpers import QEMU_BOARD, running
 from tinyedge.cli import cli
 from tinyedge.monitor import Monitor, MonitorState, load_labels, model_labels, read_records, session_report, sparkline
 from tinyedge.monitor.state import DISCONNECTED
 from tinyedge.monitor.terminal import handle_key, plain_line, render, run_terminal
+from tinyedge.runners import deploy
+from tinyedge.runners.qemu import free_port
 from tinyedge.score.metrics import percentiles
 from tinyedge.score.slo import evaluate, parse_slos
 
-BOARD = "qemu-mps2-an386"
+BOARD = QEMU_BOARD
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
 # ------------------------------------------------------------------------------------------ firmware
-def build_digits_firmware(digits_tflite: Path, pio_core: Path, out: Path) -> Path:
-    """The digits model's firmware for the QEMU board (generate + pio build); returns the ELF."""
-    from tinyedge.firmware import build_project
-    from tinyedge.firmware import generate_project
-
-    generate_project(digits_tflite, BOARD, out)
-    return build_project(out, core_dir=pio_core).elf
-
-
 @pytest.fixture(scope="module")
 def firmware(digits_tflite, pio_core, tmp_path_factory):
-    from tinyedge.boards import get_board
-
-    elf = build_digits_firmware(digits_tflite, pio_core, tmp_path_factory.mktemp("monitor-fw") / "proj")
-    return get_board(BOARD), elf
+    """The digits model deployed to the QEMU board (generate + pio build + QEMU), once per module."""
+    with deploy(digits_tflite, BOARD, tmp_path_factory.mktemp("monitor-fw") / "proj", core_dir=pio_core) as dep:
+        yield dep
 
 
 @pytest.fixture
 def qemu(firmware):
-    from tinyedge.runners import QemuSession
-
-    board, elf = firmware
-    with QemuSession(board, elf) as session:
-        yield session
+    """A fresh boot of the firmware for each test (``.url``, ``.port``)."""
+    with running(firmware) as runner:
+        yield runner
 
 
 @pytest.fixture
@@ -78,6 +71,7 @@ def feed(state: MonitorState, n: int, start: int = 0, ticks=lambda i: 25_000 + i
     return recs
 
 
+@pytest.mark.unit
 def test_state_figures_from_records():
     clock = FakeClock()
     st = MonitorState(url="loop://", window=50, labels=["cat", "dog"], model_sha256="ab" * 32, clock=clock)
@@ -108,10 +102,12 @@ def test_state_figures_from_records():
     assert st.snapshot()["model_mismatch"]
 
 
+@pytest.mark.unit
 def test_state_rate_and_emulated_latency():
     clock = FakeClock()
     st = MonitorState(clock=clock)
-    st.on_info({"board": "q", "timer_hz": 25_000_000, "clock_hz": 25_000_000, "emulated": True, "model_sha256": "0" * 64})
+    st.on_info({"board": "q", "timer_hz": 25_000_000, "clock_hz": 25_000_000, "emulated": True,
+                "model_sha256": "0" * 64})
     for _ in range(10):  # 100 inferences per 0.1 s
         clock.t += 0.1
         feed(st, 100, ticks=lambda i: 15_000)
@@ -123,6 +119,7 @@ def test_state_rate_and_emulated_latency():
     assert sparkline([1.0, 1.0]) == "▄▄" and sparkline([0.0, 1.0]) == "▁█"
 
 
+@pytest.mark.slow
 def test_labels(tmp_path, digits_tflite):
     (tmp_path / "a.txt").write_text("0 zero\n1: one\n\ntwo words\n")
     assert load_labels(tmp_path / "a.txt") == ["zero", "one", "two words"]
@@ -144,6 +141,7 @@ def _shown(text: str, key: str) -> str:
     return m.group(1)
 
 
+@pytest.mark.slow
 def test_terminal_view_against_qemu(qemu, digits_tflite, labels_file, tmp_path):
     session = tmp_path / "session"
     with Monitor(qemu.url, record_dir=session, model=digits_tflite, labels=labels_file, window=400) as mon:
@@ -190,11 +188,10 @@ def test_terminal_view_against_qemu(qemu, digits_tflite, labels_file, tmp_path):
     assert raw.count(b"te-s-") >= len(records)  # every record's line is in the raw log
 
 
+@pytest.mark.slow
 def test_link_health_through_a_faulty_link(qemu, tmp_path):
     """Corrupted and dropped bytes and one cut cable between QEMU and the monitor: no corrupt record is
     accepted, the CRC errors and the reconnect are counted and shown, and recording goes on."""
-    from faultproxy import FaultProxy  # the fault-injection proxy of the telemetry tests
-
     session = tmp_path / "session"
     with FaultProxy(qemu.port, corrupt=0.002, drop=0.0005, cut_after=40_000, seed=7) as proxy:
         with Monitor(proxy.url, record_dir=session) as mon:
@@ -234,12 +231,11 @@ class ScriptedKeys:
         return None
 
     def read(self, timeout: float):
-        import time
-
         time.sleep(timeout)
         return self.keys.pop(0) if self.keys else None
 
 
+@pytest.mark.slow
 def test_live_terminal_keys(qemu, tmp_path):
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=120, color_system=None)
@@ -252,6 +248,7 @@ def test_live_terminal_keys(qemu, tmp_path):
     assert handle_key(mon, "q") is False and handle_key(mon, "x") is True
 
 
+@pytest.mark.slow
 def test_cli_plain_with_data_and_labels(qemu, digits, digits_tflite, labels_file, tmp_path):
     session = tmp_path / "session"
     r = CliRunner().invoke(cli, ["monitor", qemu.url, "--model", str(digits_tflite), "--labels", str(labels_file),
@@ -273,6 +270,7 @@ def test_cli_plain_with_data_and_labels(qemu, digits, digits_tflite, labels_file
     assert sorted(p.name for p in session.iterdir()) == ["raw.log", "records.jsonl", "report.json", "report.md"]
 
 
+@pytest.mark.slow
 def test_cli_model_mismatch_is_loud(qemu, digits_tflite, tmp_path):
     other = tmp_path / "other.tflite"
     other.write_bytes(digits_tflite.read_bytes() + b"\0" * 16)  # same model, another hash
@@ -284,6 +282,7 @@ def test_cli_model_mismatch_is_loud(qemu, digits_tflite, tmp_path):
     assert json.loads((tmp_path / "s" / "report.json").read_text())["model_mismatch"] is True
 
 
+@pytest.mark.unit
 def test_plain_line_and_disconnected_status():
     st = MonitorState(url="socket://x")
     st.on_status(DISCONNECTED, "lost the connection")
@@ -294,9 +293,8 @@ def test_plain_line_and_disconnected_status():
     assert "DISCONNECTED" in console.export_text()
 
 
+@pytest.mark.slow  # waits out the 5 s connect timeout
 def test_cli_unreachable_port_is_one_line(tmp_path):
-    from tinyedge.runners.qemu import free_port
-
     r = CliRunner().invoke(cli, ["monitor", f"socket://127.0.0.1:{free_port()}", "--record", str(tmp_path / "s"),
                                  "--plain"])
     assert r.exit_code == 2 and "Traceback" not in r.output

@@ -13,7 +13,10 @@ import urllib.request
 
 import pytest
 
-from test_monitor import BOARD, build_digits_firmware
+from helpers import QEMU_BOARD as BOARD
+from tinyedge.monitor import Monitor, read_records
+from tinyedge.monitor.web import DashboardServer, dashboard_html
+from tinyedge.runners import deploy
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-quic", "--window-size=1400,1000"]
@@ -32,8 +35,8 @@ def _chromium() -> tuple[str, str]:
 def browser(tmp_path):
     binary, driver_path = _chromium()
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.chrome.options import Options  # noqa: PLC0415  (optional: only the browser test)
+    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415  (optional: only the browser test)
 
     opts = Options()
     opts.binary_location = binary
@@ -51,23 +54,19 @@ def browser(tmp_path):
 
 @pytest.fixture(scope="module")
 def firmware(digits_tflite, pio_core, tmp_path_factory):
-    from tinyedge.boards import get_board
+    """The digits model deployed to the QEMU board (generate + pio build + QEMU), once per module."""
+    with deploy(digits_tflite, BOARD, tmp_path_factory.mktemp("monitor-web-fw") / "proj", core_dir=pio_core) as dep:
+        yield dep
 
-    elf = build_digits_firmware(digits_tflite, pio_core, tmp_path_factory.mktemp("monitor-web-fw") / "proj")
-    return get_board(BOARD), elf
 
-
+@pytest.mark.slow
 def test_web_dashboard_in_chromium(firmware, digits_tflite, browser, tmp_path):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.common.by import By  # noqa: PLC0415  (optional: only the browser test)
+    from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415  (optional: only the browser test)
 
-    from tinyedge.runners import QemuSession
-    from tinyedge.monitor import Monitor, read_records
-    from tinyedge.monitor.web import DashboardServer
-
-    board, elf = firmware
     session = tmp_path / "session"
-    qemu = QemuSession(board, elf).start()
+    qemu = firmware.runner
+    qemu.start(firmware.project.path)  # a fresh boot of the firmware
     port = qemu.port
     mon = Monitor(qemu.url, record_dir=session, model=digits_tflite).start()
     web = DashboardServer(mon).start()
@@ -130,7 +129,8 @@ def test_web_dashboard_in_chromium(firmware, digits_tflite, browser, tmp_path):
         WebDriverWait(browser, 2.0, poll_frequency=0.05).until(lambda d: text("status") == "disconnected")
         browser.save_screenshot(str(session / "dashboard-disconnected.png"))
         # ... and it comes back on the same port -> reconnected, counting again
-        qemu = QemuSession(board, elf, serial_port=port).start()
+        qemu.start(firmware.project.path)
+        assert qemu.port == port
         wait(lambda: text("status") == "connected" and text("reconnects") == "1")
         after = int(text("count"))
         wait(lambda: int(text("count")) > after + 100)
@@ -149,10 +149,9 @@ def test_web_dashboard_in_chromium(firmware, digits_tflite, browser, tmp_path):
     print(f"screenshots in {session}")
 
 
+@pytest.mark.unit
 def test_page_is_self_contained():
     """Nothing is fetched from anywhere else: no external URLs in src/href, no CDN."""
-    from tinyedge.monitor.web import dashboard_html
-
     page = dashboard_html().decode()
     assert "<script src" not in page and "<link" not in page
     assert "http://" not in page.replace('"http://www.w3.org/2000/svg"', "") and "https://" not in page

@@ -15,13 +15,20 @@ from click.testing import CliRunner
 
 from conftest import shared_model
 from faultproxy import FaultProxy
+from helpers import QEMU_BOARD, running
+from tinyedge.cli import cli
+from tinyedge.runners import deploy
+from tinyedge.score import score
 
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("arm-none-eabi-gcc", "qemu-system-arm")),
-    reason="needs arm-none-eabi-gcc and qemu-system-arm",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not all(shutil.which(t) for t in ("arm-none-eabi-gcc", "qemu-system-arm")),
+        reason="needs arm-none-eabi-gcc and qemu-system-arm",
+    ),
+]
 
-BOARD = "qemu-mps2-an386"
+BOARD = QEMU_BOARD
 N = 10
 FAST = {"*": 1.0, "te-infer": 3.0, "te-profile": 3.0}
 
@@ -32,12 +39,10 @@ def kws() -> Path:
 
 
 @pytest.fixture(scope="module")
-def elf(kws, pio_core, tmp_path_factory) -> Path:
-    from tinyedge.firmware import build_project
-    from tinyedge.firmware import generate_project
-
-    project = generate_project(kws, BOARD, tmp_path_factory.mktemp("kws-fw") / "project")
-    return build_project(project.path, core_dir=pio_core).elf
+def firmware(kws, pio_core, tmp_path_factory):
+    """KWS deployed to the QEMU board (generate + pio build + QEMU), once per module; tests boot it anew."""
+    with deploy(kws, BOARD, tmp_path_factory.mktemp("kws-fw") / "project", core_dir=pio_core) as dep:
+        yield dep
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +54,11 @@ def data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def clean(elf, kws, data, tmp_path_factory):
-    from tinyedge.boards import get_board
-    from tinyedge.runners import QemuSession
-    from tinyedge.score import score
-
+def clean(firmware, data, tmp_path_factory):
     out = tmp_path_factory.mktemp("clean")
-    with QemuSession(get_board(BOARD), elf) as qemu:
-        report = score(qemu.url, data, kws, out_dir=out, step_summary=False)
+    with running(firmware) as qemu:
+        report = score(qemu.url, data, model=firmware.project.graph, board=firmware.project.board, out_dir=out,
+                       step_summary=False)
     return report, out
 
 
@@ -82,19 +84,16 @@ def test_clean_run_session_folder(clean):
         assert title in html
 
 
-def test_fault_injection_proxy_loses_nothing(elf, kws, data, clean, tmp_path):
+def test_fault_injection_proxy_loses_nothing(firmware, data, clean, tmp_path):
     """~1% corrupt bytes, dropped bytes and one cut connection: every corrupt line is rejected, the run
     resumes after reconnecting, raw.log holds every byte delivered, and the figures equal a clean run's."""
-    from tinyedge.boards import get_board
-    from tinyedge.runners import QemuSession
-    from tinyedge.score import score
-
     clean_report, clean_out = clean
     raw_size = (clean_out / "raw.log").stat().st_size
     out = tmp_path / "fault"
-    with QemuSession(get_board(BOARD), elf) as qemu, \
+    with running(firmware) as qemu, \
             FaultProxy(qemu.port, corrupt=0.01, drop=0.002, cut_after=raw_size // 2, seed=3) as proxy:
-        report = score(proxy.url, data, kws, out_dir=out, timeouts=FAST, step_summary=False)
+        report = score(proxy.url, data, model=firmware.project.graph, board=firmware.project.board, out_dir=out,
+                       timeouts=FAST, step_summary=False)
     d, c = report.data, clean_report.data
     assert proxy.corrupted > 20 and proxy.dropped > 0 and proxy.cuts == 1 and proxy.connections == 2
     assert d["link"]["corrupt_lines"] > 0 and d["link"]["reconnects"] == 1
@@ -121,24 +120,20 @@ def test_fault_injection_proxy_loses_nothing(elf, kws, data, clean, tmp_path):
     assert all(abs(a["ticks"] - b["ticks"]) <= 1 for a, b in zip(d["profile"]["layers"], c["profile"]["layers"]))
 
 
-def test_slo_pass_fail_junit_and_summary_in_qemu(elf, kws, data, tmp_path, monkeypatch):
-    from tinyedge.boards import get_board
-    from tinyedge.cli import cli
-    from tinyedge.runners import QemuSession
-
+def test_slo_pass_fail_junit_and_summary_in_qemu(firmware, kws, data, tmp_path, monkeypatch):
     summary = tmp_path / "step_summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     (tmp_path / "tinyedge.toml").write_text('[slo]\nparity = "==1"\n"latency_ms.p95" = "<=5000"\n')
     monkeypatch.chdir(tmp_path)
     base = ["score", "--data", str(data), "--model", str(kws), "--limit", "3", "--no-profile"]
-    with QemuSession(get_board(BOARD), elf) as qemu:
+    with running(firmware) as qemu:
         ok = CliRunner().invoke(cli, [*base, "--port", qemu.url, "--slo", "success_rate>=1", "-o", "pass"])
     assert ok.exit_code == 0, ok.output
     assert "all 3 SLOs met" in ok.output and "tinyedge.toml" in ok.output
     suite = ET.parse(tmp_path / "pass" / "junit.xml").getroot().find("testsuite")
     assert suite.get("tests") == "3" and suite.get("failures") == "0"
     assert [c.get("name") for c in suite.iter("testcase")] == ["parity==1", "latency_ms.p95<=5000", "success_rate>=1"]
-    with QemuSession(get_board(BOARD), elf) as qemu:
+    with running(firmware) as qemu:
         miss = CliRunner().invoke(cli, [*base, "--port", qemu.url, "--slo", "energy_uj_per_inference<=0.001",
                                         "-o", "fail"])
     assert miss.exit_code == 1, miss.output
@@ -152,12 +147,8 @@ def test_slo_pass_fail_junit_and_summary_in_qemu(elf, kws, data, tmp_path, monke
     assert "all SLOs met" in text and "1 of 3 SLOs missed" in text and "| `energy_uj_per_inference<=0.001` |" in text
 
 
-def test_model_hash_mismatch_refused_in_qemu(elf, kws, tmp_path):
+def test_model_hash_mismatch_refused_in_qemu(firmware, kws, tmp_path):
     """The firmware runs KWS; scoring it as another model is refused with both hashes, unless allowed."""
-    from tinyedge.boards import get_board
-    from tinyedge.cli import cli
-    from tinyedge.runners import QemuSession
-
     other = tmp_path / "kws_copy.tflite"
     other.write_bytes(kws.read_bytes() + b"\0" * 8)  # same tensors, different file: a different build
     sha_fw = hashlib.sha256(kws.read_bytes()).hexdigest()
@@ -165,12 +156,13 @@ def test_model_hash_mismatch_refused_in_qemu(elf, kws, tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", x=rng.normal(0, 20, size=(2, 49, 10, 1)).astype(np.float32), y=np.zeros(2, np.int64))
     args = ["score", "--data", str(tmp_path / "d.npz"), "--model", str(other), "--no-profile"]
-    with QemuSession(get_board(BOARD), elf) as qemu:
+    with running(firmware) as qemu:
         refused = CliRunner().invoke(cli, [*args, "--port", qemu.url, "-o", str(tmp_path / "a")])
     assert refused.exit_code == 2 and "Traceback" not in refused.output
     assert sha_fw in refused.output and sha_other in refused.output and "--allow-model-mismatch" in refused.output
-    with QemuSession(get_board(BOARD), elf) as qemu:
-        allowed = CliRunner().invoke(cli, [*args, "--port", qemu.url, "--allow-model-mismatch", "-o", str(tmp_path / "b")])
+    with running(firmware) as qemu:
+        allowed = CliRunner().invoke(cli, [*args, "--port", qemu.url, "--allow-model-mismatch",
+                                           "-o", str(tmp_path / "b")])
     assert allowed.exit_code == 0, allowed.output
     d = json.loads((tmp_path / "b" / "report.json").read_text())
     assert d["model_mismatch"] is True and d["allow_model_mismatch"] is True

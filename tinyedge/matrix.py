@@ -21,28 +21,18 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from .analysis import analyze
 from .boards import Board, board_ids, get_board
+from .boards.cores import CORES
 from .errors import BoardError, TinyedgeError
+from .model import Graph, load_model
+from .runners import deploy
+from .score import score
 
-#: Instructions per multiply-accumulate of tinyedge's int8 kernels, by core, measured in QEMU (``-icount
-#: shift=0``) on the MLPerf Tiny KWS model (DS-CNN, 2,656,768 MACs), everything included (layer calls,
-#: padding, requantization), with ``tinyedge matrix kws_ref_model.tflite --boards <board> --run``:
-#: 19.25 M instructions per inference on the Cortex-M3 (an385, portable C kernels), 4.84 M on the M4 (an386),
-#: 4.87 M on the M7 (an500), 4.88 M on the M33 (an505), 4.81 M on the M55 (an547) (the DSP kernels). KWS does
-#: not fit the Cortex-M0 board; its figure scales the M3's by the ratio the digits model measures there
-#: (495,312 vs 266,360 instructions). Latency is estimated as MACs x this / clock, i.e. one instruction per
-#: cycle, the assumption the emulated scores make too. Cores QEMU does not emulate borrow the nearest figure.
-#: Re-measure when the kernels change; ``--run`` always measures.
-INSTR_PER_MAC: dict[str, float] = {
-    "cortex-m0": 13.47,
-    "cortex-m0plus": 13.47,
-    "cortex-m3": 7.24,
-    "cortex-m4": 1.82,
-    "cortex-m7": 1.83,
-    "cortex-m33": 1.84,
-    "cortex-m55": 1.81,
-    "xtensa-lx7": 7.24,  # no measurement (no ESP32-S3 emulator here); the portable C kernels, like the M3
-}
+#: Instructions per multiply-accumulate of tinyedge's int8 kernels, by core: the cores table's figures
+#: (``tinyedge.boards.cores.CORES``, where the measurement is described). Re-measure when the kernels
+#: change; ``--run`` always measures.
+INSTR_PER_MAC: dict[str, float] = {c.name: c.instr_per_mac for c in CORES.values() if c.instr_per_mac is not None}
 #: Fixed per-inference cost (instructions) on top of the MACs (the per-MAC figures above already include
 #: KWS's overheads; small models such as digits measure more than this estimate).
 FIXED_INSTR = 0
@@ -178,9 +168,6 @@ def compatibility_matrix(model: str | Path, boards: str | Iterable[str | Board] 
     ``data`` (.npz with x, y) when given, else deterministic random int8 inputs (parity only, no
     accuracy). A board that fails to build or run gets ``run_error`` instead of measured figures.
     """
-    from .model import load_model
-    from .analysis import analyze
-
     graph = load_model(model)
     board_list = resolve_boards(boards)
     analysis = analyze(graph, board_list, tflm=False)
@@ -203,7 +190,7 @@ def compatibility_matrix(model: str | Path, boards: str | Iterable[str | Board] 
                        "file) x estimated latency",
     }
     if run:
-        _run_emulated(graph, model, board_list, rows, data=data, samples=samples, work_dir=work_dir,
+        _run_emulated(graph, board_list, rows, data=data, samples=samples, work_dir=work_dir,
                       core_dir=core_dir, say=say)
         notes["measured"] = (f"QEMU -icount shift=0 over {samples} sample(s)"
                              + (f" of {Path(data).name}" if data else " of random int8 inputs (seeded)") +
@@ -222,13 +209,8 @@ def _random_inputs(graph: Any, n: int, path: Path) -> Path:
     return path
 
 
-def _run_emulated(graph: Any, model: str | Path, boards: list[Board], rows: list[Row], *, data: str | Path | None,
+def _run_emulated(graph: Graph, boards: list[Board], rows: list[Row], *, data: str | Path | None,
                   samples: int, work_dir: str | Path | None, core_dir: Path | None, say: Callable[[str], None]) -> None:
-    from .firmware import build_project
-    from .firmware import generate_project
-    from .runners import QemuSession
-    from .score import score
-
     own_dir = work_dir is None
     root = Path(tempfile.mkdtemp(prefix="tinyedge-matrix-")) if own_dir else Path(work_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -243,14 +225,14 @@ def _run_emulated(graph: Any, model: str | Path, boards: list[Board], rows: list
                 continue
             say(f"matrix: {b.id}: generate, build, run in QEMU")
             try:
-                project = generate_project(graph, b, root / b.id / "project")
-                built = build_project(project.path, core_dir=core_dir)
-                with QemuSession(b, built.elf) as qemu:
-                    report = score(qemu.url, inputs, model, out_dir=root / b.id / "score", limit=samples)
+                with deploy(graph, b, root / b.id / "project", engine="qemu", core_dir=core_dir) as dep:
+                    report = score(dep.url, inputs, model=dep.project.graph, board=dep.project.board,
+                                   out_dir=root / b.id / "score", limit=samples)
             except TinyedgeError as exc:
                 row.run_error = exc.problem.splitlines()[0][:200]
                 continue
             d = report.data
+            built = dep.build
             row.flash_needed, row.flash_measured = built.flash_bytes, True
             row.measured = Measured(
                 samples=int(d["samples"]), instructions=d["instructions"], latency_ms=d["latency_ms"]["p50"],

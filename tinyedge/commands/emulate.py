@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..runners import ENGINES
+from ..runners import ENGINES, emulate_project, run_renode
 
 
 @click.command("emulate")
@@ -24,12 +24,8 @@ def cmd(project_dir: Path, serial_port: int | None, engine: str) -> None:
     Renode runs it (Renode must be installed).
     """
     if engine == "renode":
-        from ..runners import run_renode
-
         code = run_renode(project_dir, serial_port, echo=lambda msg: click.echo(msg))
     else:
-        from ..runners import emulate_project
-
         code = emulate_project(project_dir, serial_port, echo=lambda msg: click.echo(msg))
     sys.stdout.flush()
     if code:

@@ -6,6 +6,10 @@ from pathlib import Path
 
 import click
 
+from ..pipeline import run_pipeline
+from ..score import load_project_slos
+from .score import print_report
+
 
 @click.command("run")
 @click.argument("model", type=click.Path(path_type=Path))
@@ -20,21 +24,18 @@ import click
               help="Power-monitor CSV: energy is measured from it instead of the board's power model.")
 @click.option("--port", default=None, help="Serial port of a real board (flashed first); default: emulate.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--force", is_flag=True, help="Regenerate OUT/project even over generated files you edited.")
 def cmd(model: Path, board_id: str, data: Path, calib: Path | None, limit: int | None, slos: tuple[str, ...],
-        config: Path | None, power_trace: Path | None, port: str | None, out_dir: Path) -> None:
+        config: Path | None, power_trace: Path | None, port: str | None, out_dir: Path, force: bool) -> None:
     """The whole pipeline: quantize (Keras), generate, build, emulate or flash, and score.
 
     Exits 1 when an SLO (--slo or the [slo] table of tinyedge.toml) is missed.
     """
-    from ..pipeline import run_pipeline
-    from ..score import load_project_slos
-    from .score import print_report
-
     project_slos, project_file = load_project_slos(config)  # a bad file fails before any build
     if project_file is not None:
         click.echo(f"SLOs from {project_file}: {', '.join(project_slos) or 'none'}")
     result = run_pipeline(model, board_id, data, out_dir, calib=calib, limit=limit, slos=(*project_slos, *slos),
-                          port=port, power_trace=power_trace, say=click.echo)
+                          port=port, power_trace=power_trace, force=force, say=click.echo)
     q = result.quantize
     if q is not None and q.float_accuracy is not None:
         click.echo(f"float accuracy {q.float_accuracy:.4f}, int8 accuracy (tflite_micro) {q.int8_accuracy:.4f}")

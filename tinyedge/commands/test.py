@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ..runners.renode import run_robot, write_renode_files
+
 
 @click.command("test")
 @click.argument("project_dir", type=click.Path(file_okay=False, path_type=Path), default=".")
@@ -18,8 +20,6 @@ def cmd(project_dir: Path, results: Path | None, write_only: bool) -> None:
 
     The .resc and .robot files are generated into PROJECT_DIR/renode/ first (for boards Renode models).
     """
-    from ..runners.renode import run_robot, write_renode_files
-
     if write_only:
         files = write_renode_files(project_dir)
         click.echo(f"wrote {files.resc}\nwrote {files.robot}")

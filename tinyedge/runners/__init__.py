@@ -1,25 +1,37 @@
-"""Run firmware in an emulator with its UART on a local TCP port.
+"""Run firmware: one :class:`~tinyedge.runners.core.Runner` interface, one file per runner, and
+:func:`~tinyedge.runners.deploy.deploy` (generate → build → start the runner).
 
-QEMU (:class:`QemuSession`, :func:`emulate_project`) runs with ``-icount shift=0``: one guest instruction
-is one nanosecond of virtual time, so timer counts are the same on every run and proportional to the work
-done. The firmware ends the session with a semihosting exit, whose code becomes QEMU's exit status.
+QEMU (:class:`QemuRunner`, :class:`QemuSession`, :func:`emulate_project`) runs with ``-icount shift=0``:
+one guest instruction is one nanosecond of virtual time, so timer counts are the same on every run and
+proportional to the work done. The firmware ends the session with a semihosting exit, whose code becomes
+QEMU's exit status.
 
-Renode (:mod:`tinyedge.runners.renode`) gets a generated ``.resc`` and Robot Framework suite per project
-for boards whose file names a Renode platform; it runs when ``renode``/``renode-test`` are installed.
+Renode (:mod:`tinyedge.runners.renode`, :class:`RenodeRunner`) gets a generated ``.resc`` and Robot
+Framework suite per project for boards whose file names a Renode platform; it runs when
+``renode``/``renode-test`` are installed.
+
+A real board (:class:`SerialBoardRunner`) is flashed with PlatformIO and reached on its serial port.
 """
 
 from __future__ import annotations
 
-from .qemu import QEMU_HINT, QemuSession, emulate_project, free_port, qemu_command
-from .renode import RENODE_HINT, renode_script, robot_suite, run_renode, run_robot, write_renode_files
-
-ENGINES = ("qemu", "renode")
+from .core import ENGINES, Runner, runner_for
+from .deploy import Deployment, deploy
+from .qemu import QEMU_HINT, QemuRunner, QemuSession, emulate_project, free_port, qemu_command
+from .renode import RENODE_HINT, RenodeRunner, renode_script, robot_suite, run_renode, run_robot, write_renode_files
+from .serial import SerialBoardRunner
 
 __all__ = [
+    "Deployment",
     "ENGINES",
     "QEMU_HINT",
+    "QemuRunner",
     "QemuSession",
     "RENODE_HINT",
+    "RenodeRunner",
+    "Runner",
+    "SerialBoardRunner",
+    "deploy",
     "emulate_project",
     "free_port",
     "qemu_command",
@@ -27,5 +39,6 @@ __all__ = [
     "robot_suite",
     "run_renode",
     "run_robot",
+    "runner_for",
     "write_renode_files",
 ]

@@ -18,16 +18,22 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import IO
 
 import numpy as np
 
 from .. import proc
-from ..boards import Board, get_board
+from ..boards import Board, get_board, list_boards
+from ..errors import BoardError, LinkError, TinyedgeError, ToolError
+from ..model import load_model
+from ..oracle import run_tflm
 from ..render import render
-from ..errors import BoardError, TinyedgeError, ToolError
+from .qemu import free_port, project_elf, wait_listening
 
 RENODE_BIN = "renode"
 RENODE_TEST_BIN = "renode-test"
@@ -63,8 +69,6 @@ def renode_platform(board: Board) -> dict[str, str]:
 
 
 def _renode_board_ids() -> list[str]:
-    from ..boards import list_boards
-
     return [b.id for b in list_boards() if (b.emulator or {}).get("renode")]
 
 
@@ -93,12 +97,6 @@ def robot_suite(board: Board, elf: Path | str, *, model_name: str, model_sha256:
                   timeout_s=int(timeout_s))
 
 
-def _project_elf(project: Path) -> Path:
-    from ..firmware.pio import project_env  # noqa: PLC0415
-
-    return project / ".pio" / "build" / project_env(project) / "firmware.elf"
-
-
 def _project_board(project: Path) -> Board:
     manifest = project / "tinyedge.json"
     try:
@@ -120,14 +118,12 @@ def write_renode_files(project_dir: Path | str, *, seed: int = 0) -> RenodeFiles
                             "generate one with `tinyedge generate`")
     board = _project_board(project)
     renode_platform(board)  # fail before any work for boards Renode does not model
-    from ..model import load_model
-    from ..oracle import run_tflm
 
     graph = load_model(project / "model.tflite")
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, size=(1, *graph.input.shape[1:]), dtype=np.int8)
     expected = np.asarray(run_tflm(graph.model_bytes, x)).reshape(-1)
-    elf = _project_elf(project)
+    elf = project_elf(project)
     out = project / "renode"
     out.mkdir(exist_ok=True)
     resc = out / f"{board.id}.resc"
@@ -150,8 +146,6 @@ def _require_elf(files: RenodeFiles, project: Path) -> None:
 def write_shipped_scripts(folder: Path | str) -> list[Path]:
     """Write ``<id>.resc`` for every board with a Renode platform into ``folder`` (the ``renode/`` folder
     that ships with tinyedge holds these; ``$elf`` and ``$port`` are set by whoever includes them)."""
-    from ..boards import list_boards
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -163,17 +157,16 @@ def write_shipped_scripts(folder: Path | str) -> list[Path]:
     return written
 
 
-def renode_command(resc: Path, elf: Path, port: int) -> list[str]:
-    """``renode`` headless, running ``resc`` with ``$elf``/``$port`` set, then starting the machine."""
-    return [RENODE_BIN, "--disable-xwt", "--console", "--plain", "-e",
+def renode_command(resc: Path, elf: Path, port: int, *, console: bool = True) -> list[str]:
+    """``renode`` headless, running ``resc`` with ``$elf``/``$port`` set, then starting the machine; with
+    ``console`` its monitor is on the terminal (interactive), without it Renode runs until it is stopped."""
+    return [RENODE_BIN, "--disable-xwt", *(["--console"] if console else []), "--plain", "-e",
             f"$elf=@{elf}; $port={int(port)}; include @{resc}; start"]
 
 
 def run_renode(project_dir: Path | str, serial_port: int | None = None, *,
                echo: Callable[[str], None] = lambda msg: print(msg, flush=True)) -> int:
     """Run a built project's firmware in Renode with its UART on TCP ``serial_port``; returns Renode's exit code."""
-    from .qemu import free_port
-
     project = Path(project_dir).resolve()
     files = write_renode_files(project)
     _require(RENODE_BIN)
@@ -197,3 +190,74 @@ def run_robot(project_dir: Path | str, *, results_dir: Path | str | None = None,
     echo(f"renode-test {files.robot} (results in {results})")
     return proc.run([tool, str(files.robot), "--results-dir", str(results)], check=False, capture=False,
                     timeout=None, what="renode-test").returncode
+
+
+#: Seconds Renode gets to load the platform and open the UART's socket.
+RENODE_START_TIMEOUT_S = 60.0
+
+
+class RenodeRunner:
+    """The :class:`~tinyedge.runners.core.Runner` for boards Renode models: Renode headless in the
+    background running the project's generated ``.resc``, its UART on a TCP socket.
+
+    Renode cannot be installed by tinyedge: :meth:`start` raises a ToolError with :data:`RENODE_HINT`
+    when ``renode`` is not on PATH (after writing the ``.resc``, so it can be run by hand).
+    """
+
+    def __init__(self, board: Board, *, serial_port: int | None = None) -> None:
+        renode_platform(board)  # a board Renode does not model fails here, before anything is built
+        self.board = board
+        self.port: int | None = serial_port
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def describe(self) -> str:
+        """What :meth:`start` does, for progress messages."""
+        return f"emulate: Renode {renode_platform(self.board)['platform']}"
+
+    def start(self, project_dir: Path) -> str:
+        """Write the project's Renode files, start Renode on its built firmware; returns the UART's URL."""
+        project = Path(project_dir).resolve()
+        files = write_renode_files(project)
+        _require(RENODE_BIN)
+        _require_elf(files, project)
+        self.stop()
+        port = self.port = self.port or free_port()
+        self._log = tempfile.TemporaryFile()  # a file, not a pipe: nobody reads it while Renode runs
+        cmd = renode_command(files.resc, files.elf, port, console=False)
+        self._proc = proc.popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        if not wait_listening(port, self._proc, RENODE_START_TIMEOUT_S) and self._proc.poll() is not None:
+            log = self._output()
+            self.stop()
+            raise ToolError(f"Renode exited with code {self._proc.returncode} at start" + (f": {log}" if log else ""),
+                            f"run it by hand: {proc.format_cmd(renode_command(files.resc, files.elf, port))}")
+        return self.url
+
+    @property
+    def url(self) -> str:
+        """pyserial URL of the UART (after :meth:`start`)."""
+        if self.port is None:
+            raise LinkError("Renode was not started", "call start(project_dir) first")
+        return f"socket://127.0.0.1:{self.port}"
+
+    def _output(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return "\n".join(self._log.read().decode(errors="replace").strip().splitlines()[-15:])
+
+    def stop(self) -> None:
+        """Stop Renode if it runs."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+    def __enter__(self) -> RenodeRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
