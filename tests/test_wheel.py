@@ -7,6 +7,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -17,8 +21,9 @@ def test_wheel_ships_templates_boards_renode_and_lists_boards(tmp_path):
                    check=True, capture_output=True, text=True)
     wheel = next(dist.glob("tinyedge-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for needed in ("tinyedge/_data/boards/qemu-mps2-an386.yaml", "tinyedge/_data/firmware_templates/main.c.j2",
-                   "tinyedge/_data/firmware_templates/te_kernels.c.j2", "tinyedge/_data/renode/README.md",
+    for needed in ("tinyedge/_data/boards/qemu-mps2-an386.yaml", "tinyedge/runtime/main.c",
+                   "tinyedge/runtime/te_kernels.c", "tinyedge/_data/firmware_templates/te_model.c.j2",
+                   "tinyedge/_data/renode/README.md",
                    "tinyedge/firmware/platform/platform.json", "tinyedge/firmware/platform/builder/main.py"):
         assert needed in names, f"{needed} missing from {wheel.name}"
 
@@ -31,6 +36,7 @@ def test_wheel_ships_templates_boards_renode_and_lists_boards(tmp_path):
     out = subprocess.run([venv / "bin" / "tinyedge", "boards"], check=True, capture_output=True, text=True,
                          cwd=tmp_path, env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "COLUMNS": "200"}).stdout
     assert "qemu-mps2-an386" in out
-    where = subprocess.run([py, "-c", "import tinyedge.paths as p; print(p.templates_dir())"], check=True,
-                           capture_output=True, text=True, cwd=tmp_path).stdout
+    where = subprocess.run([py, "-c", "import tinyedge.paths as p; print(p.templates_dir(), p.runtime_dir())"],
+                           check=True, capture_output=True, text=True, cwd=tmp_path).stdout
     assert "site-packages/tinyedge/_data/firmware_templates" in where, where
+    assert "site-packages/tinyedge/runtime" in where, where

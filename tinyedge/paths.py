@@ -16,7 +16,16 @@ def data_dir(name: str) -> Path:
 
 
 def templates_dir() -> Path:
+    """The Jinja templates of the files that depend on the model or the board."""
     return data_dir("firmware_templates")
+
+
+def runtime_dir() -> Path:
+    """tinyedge's static C runtime (kernels, ``main.c``, host harness), copied unchanged into projects.
+
+    It lives inside the package (``tinyedge/runtime``), so a wheel ships it as is.
+    """
+    return _PKG / "runtime"
 
 
 def builtin_boards_dir() -> Path:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .. import __version__
+from ..boards import Board
+from ..model.ir import Program, Step
+from ..model.lower import boundary_quantization
 from ..model.memplan import MemoryPlan, plan_memory
-from ..model.program import Program
-from ..model.ops_extra import boundary_quantization
-from ..paths import templates_dir
+from ..paths import runtime_dir
 from ..render import render
+from .target import specialize
 
 _CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.int16): "int16_t",
            np.dtype(np.uint8): "uint8_t", np.dtype(np.float32): "float"}
@@ -52,19 +56,17 @@ class CModel:
 
     files: dict[str, str]
     plan: MemoryPlan
-    context: dict
+    context: dict[str, Any]
 
 
 def render_model(program: Program, plan: MemoryPlan | None = None, *, mlperf_id: str | None = None,
-                 board=None) -> CModel:
+                 board: Board | None = None) -> CModel:
     """Render the model's C sources (kernels included) for a Program.
 
     With ``board``, the Program is first specialised for it (``tinyedge.codegen.target.specialize``:
     DSP kernels on cores that have them) and ``plan``, when given, must be that Program's plan.
     """
     if board is not None:
-        from .target import specialize
-
         program = specialize(program, board)
     plan = plan or plan_memory(program)
     g = program.graph
@@ -72,10 +74,10 @@ def render_model(program: Program, plan: MemoryPlan | None = None, *, mlperf_id:
     def buf(t: int) -> str:
         return f"te_arena + {plan.offset(program, t)}"
 
-    arrays = []
-    steps = []
+    arrays: list[dict[str, Any]] = []
+    steps: list[dict[str, Any]] = []
     for i, s in enumerate(program.steps):
-        names = {}
+        names: dict[str, str] = {}
         for key, arr in s.consts.items():
             name = f"te_l{i}_{key}"
             names[key] = name
@@ -99,26 +101,34 @@ def render_model(program: Program, plan: MemoryPlan | None = None, *, mlperf_id:
         output_scale=_float_literal(out_scale), output_zero_point=out_zp,
         input_offset=plan.offset(program, program.input), output_offset=plan.offset(program, program.output),
     )
-    kernel_templates = kernel_sources()
+    kernels = kernel_sources()
     ctx = dict(model=model, steps=steps, arrays=arrays, version=__version__,
-               kernel_headers=[t[:-3] for t in kernel_templates if t.endswith(".h.j2")])
-    files = {f"src/{t[:-3]}": render(t, **ctx) for t in kernel_templates}
+               kernel_headers=[k for k in kernels if k.endswith(".h")])
+    # The kernels and the host harness are the static runtime, copied as is; the rest depends on the model.
+    files = {f"src/{k}": runtime_source(k) for k in kernels}
     files.update({
+        "src/te_version.h": render("te_version.h.j2", **ctx),
         "src/te_model.h": render("te_model.h.j2", **ctx),
         "src/te_model.c": render("te_model.c.j2", **ctx),
         "src/te_model_data.h": render("te_model_data.h.j2", **ctx),
         "src/te_model_data.c": render("te_model_data.c.j2", **ctx),
-        "host/te_host_main.c": render("te_host_main.c.j2", **ctx),
+        "host/te_host_main.c": runtime_source("te_host_main.c"),
     })
     return CModel(files, plan, ctx)
 
 
 def kernel_sources() -> list[str]:
-    """Every kernel template (``te_kernels*.c.j2`` / ``.h.j2``): each kernel family is its own file."""
-    return sorted(p.name for p in templates_dir().glob("te_kernels*.j2"))
+    """The kernel files of the C runtime (``te_kernels*.c`` / ``.h``): each kernel family is its own file."""
+    return sorted(p.name for p in runtime_dir().glob("te_kernels*.[ch]"))
 
 
-def _arg(token: str, layer: int, step, names: dict[str, str], buf, plan: MemoryPlan | None = None) -> str:
+def runtime_source(name: str) -> str:
+    """The text of ``tinyedge/runtime/<name>``, which a generated project gets unchanged."""
+    return (runtime_dir() / name).read_text()
+
+
+def _arg(token: str, layer: int, step: Step, names: dict[str, str], buf: Callable[[int], str],
+         plan: MemoryPlan | None = None) -> str:
     """One C argument of a kernel call from the Step's argument spec.
 
     ``scratch`` is the step's planned working memory; ``const:<name>@<ctype>`` passes the array cast to
@@ -129,6 +139,7 @@ def _arg(token: str, layer: int, step, names: dict[str, str], buf, plan: MemoryP
     if token.startswith("="):
         return token[1:]
     if token == "scratch":
+        assert plan is not None, "a step with scratch memory needs the plan"
         return f"te_arena + {plan.scratch_offset(layer)}"
     if token.startswith("const:"):
         name, _, ctype = token[6:].partition("@")

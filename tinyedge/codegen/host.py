@@ -40,7 +40,8 @@ def _kernel_objects(files: dict[str, str], workdir: Path, cc: str, flags: tuple[
     return sorted(_KERNEL_OBJECTS[key].glob("*.o"))
 
 
-def build_host(files: dict[str, str], workdir: str | Path, *, cc: str = "gcc", extra_flags: tuple[str, ...] = ()) -> Path:
+def build_host(files: dict[str, str], workdir: str | Path, *, cc: str = "gcc",
+               extra_flags: tuple[str, ...] = ()) -> Path:
     """Write the model sources (``src/te_*``, ``host/te_host_main.c``) into ``workdir`` and link ``te_host``."""
     which(cc, "install a C compiler (apt-get install gcc)")
     workdir = Path(workdir)

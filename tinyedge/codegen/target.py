@@ -1,6 +1,7 @@
 """Target specialisation: map a Program's portable kernel steps to the fastest kernels a board has.
 
-For cores with the DSP extension (``board.dsp``: Cortex-M4/M7/M33/M55, ``__ARM_FEATURE_DSP``) CONV_2D,
+For cores with the DSP extension (``tinyedge.boards.cores.has_dsp``: the board file's ``dsp: true`` on a
+core that can have it, Cortex-M4/M7/M33/M55, ``__ARM_FEATURE_DSP``) CONV_2D,
 DEPTHWISE_CONV_2D and FULLY_CONNECTED become the SMLAD/SXTB16 kernels of ``te_kernels_dsp.c``. The work
 that does not depend on the input is done here, at generation time:
 
@@ -23,19 +24,21 @@ import dataclasses
 
 import numpy as np
 
-from ..model.program import Program, Step
+from ..boards import Board
+from ..boards.cores import has_dsp
+from ..model.ir import Program, Step
 
 INT32_MAX = 2**31 - 1
 #: The kernel families this pass knows how to specialise, by portable kernel name.
 DSP_KERNELS = ("te_conv2d_s8", "te_dwconv2d_s8", "te_fc_s8")
 
 
-def specialize(program: Program, board=None) -> Program:
+def specialize(program: Program, board: Board | None = None) -> Program:
     """The Program with every step the board has a faster exact kernel for replaced by it.
 
     ``board`` is a :class:`tinyedge.boards.Board` (or None: the portable program, unchanged).
     """
-    if board is None or not getattr(board, "dsp", False):
+    if board is None or not has_dsp(board):
         return program
     steps = [(_dsp_step(s, i) or s) for i, s in enumerate(program.steps)]
     return dataclasses.replace(program, steps=steps)

@@ -1,0 +1,202 @@
+/* te_kernels_dsp.c against te_kernels.c on random data. On the host the DSP kernels run on the exact C
+ * models of SMLAD/SXTB16/SMMLAR/SSAT in te_kernels_dsp.c itself; the constants are folded here the way
+ * tinyedge/codegen/target.py folds them (requant_constants): bias + in_offset * sum(w), m2 = 2m - 2^32,
+ * r = 2^s + (zp << (s + 1)), s1 = s + 1, and mode = corr | clamp << 1. Every mode of every kernel runs. */
+#include <string.h>
+
+#include "te_kernels.h"
+#include "te_kernels_dsp.h"
+#include "te_test.h"
+
+typedef void (*conv_fn)(const te_dsp_conv_params *, const int8_t *, const int8_t *, const te_rq *, int8_t *, int8_t *);
+typedef void (*dw_fn)(const te_dsp_conv_params *, const int8_t *, const int16_t *, const te_rq *, int8_t *, int8_t *);
+typedef void (*fc_fn)(const te_dsp_fc_params *, const int8_t *, const int8_t *, const te_rq *, int8_t *);
+
+static const conv_fn conv_modes[4] = {te_conv2d_s8_dsp_m0, te_conv2d_s8_dsp_m1, te_conv2d_s8_dsp_m2,
+                                      te_conv2d_s8_dsp_m3};
+static const dw_fn dw_modes[4] = {te_dwconv2d_s8_dsp_m0, te_dwconv2d_s8_dsp_m1, te_dwconv2d_s8_dsp_m2,
+                                  te_dwconv2d_s8_dsp_m3};
+static const conv_fn dw3_modes[4] = {te_dwconv3x3_s8_dsp_m0, te_dwconv3x3_s8_dsp_m1, te_dwconv3x3_s8_dsp_m2,
+                                     te_dwconv3x3_s8_dsp_m3};
+static const fc_fn fc_modes[4] = {te_fc_s8_dsp_m0, te_fc_s8_dsp_m1, te_fc_s8_dsp_m2, te_fc_s8_dsp_m3};
+
+#define MAXC 48
+static int32_t bias[MAXC], mult[MAXC], shift[MAXC], wsum[MAXC];
+static te_rq rq[MAXC];
+static int8_t in[2 * 10 * 10 * 32], filter[MAXC * 3 * 3 * 32], wpad[MAXC * 3 * 3 * 32 + 4];
+static int16_t wdw[5 * 5 * MAXC];
+static int8_t got[2 * 10 * 10 * MAXC], want[2 * 10 * 10 * MAXC];
+static int32_t scratch[8192]; /* word aligned */
+
+/* Output zero point and activation range that make `mode` the one target.py picks. */
+static void pick_range(int mode, int32_t *zp, int32_t *amin, int32_t *amax) {
+    const int corr = mode & 1, clamp = mode >> 1;
+    *zp = corr || clamp ? te_rand_range(-100, 100) : -128;
+    *amin = clamp ? (corr ? -128 : *zp) : -128; /* corr is needed exactly when amin < zp */
+    *amax = clamp ? (corr ? te_rand_range(*zp + 1, 126) : 127) : 127;
+}
+
+/* Random per-channel multipliers in [2^30, 2^31) and right shifts, then the DSP rows from folded biases. */
+static void make_rq(int n, const int32_t *folded, int32_t zp) {
+    for (int c = 0; c < n; ++c) {
+        const int s = -shift[c];
+        rq[c].bias = folded[c];
+        rq[c].m2 = (int32_t)((uint32_t)mult[c] * 2u);
+        rq[c].r = (int32_t)((1u << s) + (uint32_t)zp * (1u << (s + 1)));
+        rq[c].s1 = s + 1;
+    }
+}
+
+static void rand_quant(int n) {
+    for (int c = 0; c < n; ++c) {
+        bias[c] = te_rand_range(-3000, 3000);
+        mult[c] = te_rand_range(1 << 30, INT32_MAX);
+        shift[c] = te_rand_range(-12, -5);
+    }
+}
+
+static te_conv_params rand_geometry(int in_hw, int in_c, int out_c, int k, int stride, int dil, int pad) {
+    te_conv_params p;
+    memset(&p, 0, sizeof p);
+    p.batches = (int16_t)te_rand_range(1, 2);
+    p.in_h = p.in_w = (int16_t)in_hw;
+    p.in_c = (int16_t)in_c;
+    p.out_c = (int16_t)out_c;
+    p.k_h = p.k_w = (int16_t)k;
+    p.stride_h = p.stride_w = (int16_t)stride;
+    p.dil_h = p.dil_w = (int16_t)dil;
+    p.pad_h = p.pad_w = (int16_t)pad;
+    p.out_h = p.out_w = (int16_t)((in_hw + 2 * pad - dil * (k - 1) - 1) / stride + 1);
+    p.depth_mult = 1;
+    p.in_offset = te_rand_range(-127, 128);
+    return p;
+}
+
+static te_dsp_conv_params dsp_geometry(const te_conv_params *p, int mode) {
+    te_dsp_conv_params d;
+    memset(&d, 0, sizeof d);
+    d.batches = p->batches;
+    d.in_h = p->in_h;
+    d.in_w = p->in_w;
+    d.in_c = p->in_c;
+    d.out_h = p->out_h;
+    d.out_w = p->out_w;
+    d.out_c = p->out_c;
+    d.k_h = p->k_h;
+    d.k_w = p->k_w;
+    d.stride_h = p->stride_h;
+    d.stride_w = p->stride_w;
+    d.dil_h = p->dil_h;
+    d.dil_w = p->dil_w;
+    d.pad_h = p->pad_h;
+    d.pad_w = p->pad_w;
+    d.mode = (int16_t)mode;
+    d.in_zp = -p->in_offset;
+    d.in_off = p->in_offset;
+    d.act_min = p->act_min;
+    d.act_max = p->act_max;
+    return d;
+}
+
+static int n_out(const te_conv_params *p) { return p->batches * p->out_h * p->out_w * p->out_c; }
+
+static void test_conv(int mode, int in_hw, int in_c, int out_c, int k, int stride, int dil, int pad) {
+    te_conv_params p = rand_geometry(in_hw, in_c, out_c, k, stride, dil, pad);
+    pick_range(mode, &p.out_offset, &p.act_min, &p.act_max);
+    const int patch = k * k * in_c, kpad = (patch + 3) / 4 * 4;
+    te_rand_s8(in, p.batches * in_hw * in_hw * in_c, -128, 127);
+    te_rand_s8(filter, out_c * patch, -127, 127);
+    rand_quant(out_c);
+    int32_t folded[MAXC];
+    memset(wpad, 0, sizeof wpad);
+    for (int oc = 0; oc < out_c; ++oc) {
+        wsum[oc] = 0;
+        for (int i = 0; i < patch; ++i) wsum[oc] += filter[oc * patch + i];
+        memcpy(wpad + oc * kpad, filter + oc * patch, (size_t)patch);
+        folded[oc] = bias[oc] + p.in_offset * wsum[oc];
+    }
+    make_rq(out_c, folded, p.out_offset);
+    te_dsp_conv_params d = dsp_geometry(&p, mode);
+    d.kpad = (int16_t)kpad;
+    d.pointwise = k == 1 && stride == 1 && pad == 0 && in_c % 4 == 0;
+    te_conv2d_s8(&p, in, filter, bias, mult, shift, wsum, want);
+    conv_modes[mode](&d, in, wpad, rq, got, (int8_t *)scratch);
+    TE_CHECK_S8(got, want, n_out(&p));
+}
+
+static void test_dw(int mode, int in_hw, int c, int k, int stride, int dil, int pad) {
+    te_conv_params p = rand_geometry(in_hw, c, c, k, stride, dil, pad);
+    pick_range(mode, &p.out_offset, &p.act_min, &p.act_max);
+    te_rand_s8(in, p.batches * in_hw * in_hw * c, -128, 127);
+    te_rand_s8(filter, k * k * c, -127, 127);
+    rand_quant(c);
+    make_rq(c, bias, p.out_offset);
+    /* int16 pairs per tap and group of 4 channels: (c0, c2), (c1, c3) */
+    static const int order[4] = {0, 2, 1, 3};
+    for (int t = 0; t < k * k; ++t)
+        for (int g = 0; g < c / 4; ++g)
+            for (int j = 0; j < 4; ++j) wdw[(t * (c / 4) + g) * 4 + j] = filter[t * c + 4 * g + order[j]];
+    te_dsp_conv_params d = dsp_geometry(&p, mode);
+    te_dwconv2d_s8(&p, in, filter, bias, mult, shift, want);
+    dw_modes[mode](&d, in, wdw, rq, got, (int8_t *)scratch);
+    TE_CHECK_S8(got, want, n_out(&p));
+}
+
+static void test_dw3(int mode, int in_hw, int c, int pad) {
+    te_conv_params p = rand_geometry(in_hw, c, c, 3, 1, 1, pad);
+    pick_range(mode, &p.out_offset, &p.act_min, &p.act_max);
+    te_rand_s8(in, p.batches * in_hw * in_hw * c, -128, 127);
+    te_rand_s8(filter, 9 * c, -127, 127);
+    rand_quant(c);
+    make_rq(c, bias, p.out_offset);
+    te_dsp_conv_params d = dsp_geometry(&p, mode);
+    te_dwconv2d_s8(&p, in, filter, bias, mult, shift, want);
+    dw3_modes[mode](&d, in, filter, rq, got, (int8_t *)scratch);
+    TE_CHECK_S8(got, want, n_out(&p));
+}
+
+static void test_fc(int mode, int batches, int depth, int nout) {
+    te_fc_params p;
+    memset(&p, 0, sizeof p);
+    p.batches = batches;
+    p.in_depth = depth;
+    p.out_depth = nout;
+    p.in_offset = te_rand_range(-127, 128);
+    p.per_channel = 1;
+    pick_range(mode, &p.out_offset, &p.act_min, &p.act_max);
+    const int kpad = (depth + 3) / 4 * 4;
+    te_rand_s8(in, batches * depth, -128, 127);
+    te_rand_s8(filter, nout * depth, -127, 127);
+    rand_quant(nout);
+    int32_t folded[MAXC];
+    memset(wpad, 0, sizeof wpad);
+    for (int o = 0; o < nout; ++o) {
+        wsum[o] = 0;
+        for (int i = 0; i < depth; ++i) wsum[o] += filter[o * depth + i];
+        memcpy(wpad + o * kpad, filter + o * depth, (size_t)depth);
+        folded[o] = bias[o] + p.in_offset * wsum[o];
+    }
+    make_rq(nout, folded, p.out_offset);
+    te_dsp_fc_params d = {batches, depth, nout, kpad, 0, mode, p.act_min, p.act_max};
+    te_fc_s8(&p, in, filter, bias, mult, shift, wsum, want);
+    fc_modes[mode](&d, in, wpad, rq, got);
+    TE_CHECK_S8(got, want, batches * nout);
+}
+
+int main(void) {
+    for (int mode = 0; mode < 4; ++mode) {
+        test_conv(mode, 7, 3, 5, 3, 1, 1, 1);   /* im2col with padding, odd patch (27 -> kpad 28) */
+        test_conv(mode, 9, 8, 6, 3, 2, 2, 2);   /* stride and dilation */
+        test_conv(mode, 5, 16, 9, 1, 1, 1, 0);  /* pointwise; 25 pixels: a partial group of 4 */
+        test_conv(mode, 6, 32, 4, 3, 1, 1, 0);  /* whole-row runs of 96 bytes (memcpy) */
+        test_dw(mode, 8, 12, 3, 2, 1, 1);
+        test_dw(mode, 7, 8, 5, 1, 1, 2);
+        test_dw(mode, 9, 4, 3, 1, 2, 2);
+        test_dw3(mode, 6, 5, 1);                /* even width, any channel count */
+        test_dw3(mode, 7, 3, 1);                /* odd width */
+        test_dw3(mode, 5, 16, 0);               /* VALID */
+        test_fc(mode, 1, 64, 10);
+        test_fc(mode, 2, 37, 7);                /* tail of the depth and an odd output count */
+    }
+    return te_report("test_dsp");
+}
