@@ -147,6 +147,33 @@ def test_cli_boards_lists_all():
     assert set(EMULATED + REAL) <= set(ids)
 
 
+
+def test_one_bad_board_file_does_not_hide_the_others(tmp_path, monkeypatch):
+    """A broken ./boards file is named on one warning line; the other boards still list and load."""
+    (tmp_path / "boards").mkdir()
+    (tmp_path / "boards" / "broken.yaml").write_text("id: [unclosed\n")
+    good = dict(get_board("qemu-mps2-an386").raw, id="my-board", name="my board")
+    (tmp_path / "boards" / "my-board.yaml").write_text(yaml.safe_dump(good))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TINYEDGE_BOARDS_DIR", raising=False)
+    problems: list[BoardError] = []
+    ids = [b.id for b in list_boards(problems=problems)]
+    assert "my-board" in ids and "qemu-mps2-an386" in ids and "broken" not in ids
+    assert len(problems) == 1 and "broken.yaml" in str(problems[0]) and "not valid YAML" in str(problems[0])
+    assert get_board("my-board").name == "my board"
+    with pytest.raises(BoardError, match="broken.yaml is not valid YAML"):
+        get_board("broken")
+
+    r = CliRunner().invoke(cli, ["boards"])
+    assert r.exit_code == 0, r.output
+    assert "my-board" in r.stdout and "qemu-mps2-an386" in r.stdout
+    warnings = r.stderr.splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith("warning:") and "broken.yaml" in warnings[0]
+    assert "not valid YAML" in warnings[0] and "line 2" in warnings[0]
+    r = CliRunner().invoke(cli, ["boards", "--json"])
+    assert r.exit_code == 0 and "my-board" in {b["id"] for b in json.loads(r.stdout)}
+    assert "broken.yaml" in r.stderr
+
 # ------------------------------------------------------------------------------------------ the cores table
 def test_cores_table_facts():
     """One table holds the core facts the port, the code generator, the schema and the estimates read."""

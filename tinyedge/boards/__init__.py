@@ -7,6 +7,7 @@ Search path (first hit wins): ``./boards`` of the current project, ``$TINYEDGE_B
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from ..errors import BoardError
 from ..paths import builtin_boards_dir
 from .cores import CORES, Core, core_info, has_dsp, has_dwt, has_fpu, is_armv6m
 from .schema import validate
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "Board",
@@ -113,7 +116,11 @@ def load_board_file(path: str | Path) -> Board:
     except OSError as exc:
         raise BoardError(f"cannot read board file {path}: {exc.strerror}", "check the path") from None
     except yaml.YAMLError as exc:
-        raise BoardError(f"board file {path} is not valid YAML: {exc}", "fix the YAML syntax") from None
+        # One line: where and what, without PyYAML's multi-line context (its marks repeat the path).
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        what = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise BoardError(f"board file {path} is not valid YAML: {what}{where}", "fix the YAML syntax") from None
     problems = validate(data)
     if problems:
         raise BoardError(
@@ -146,5 +153,17 @@ def get_board(board_id: str) -> Board:
     return load_board_file(files[board_id])
 
 
-def list_boards() -> list[Board]:
-    return [load_board_file(p) for _, p in sorted(_board_files().items())]
+def list_boards(*, problems: list[BoardError] | None = None) -> list[Board]:
+    """Every board that loads, by id. One bad file does not hide the others: it is skipped and its
+    BoardError (naming the file and the problem) appended to ``problems``, or logged as a warning
+    when no list is given. ``get_board`` of that file's id raises the same error."""
+    boards: list[Board] = []
+    for _, path in sorted(_board_files().items()):
+        try:
+            boards.append(load_board_file(path))
+        except BoardError as exc:
+            if problems is None:
+                _log.warning("skipped a board: %s", exc)
+            else:
+                problems.append(exc)
+    return boards
