@@ -4,9 +4,37 @@ from pathlib import Path
 
 import pytest
 
+from tinyedge.firmware import provision
+from tinyedge.quantize import quantize_model
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_MODELS = ROOT.parent / "shared" / "models"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+#: Test tiers (registered in pyproject.toml); every test carries exactly one.
+TIERS = ("unit", "slow", "hil")
+_TF_BEFORE = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test without a tier (or with two) fails: `-m unit` must mean what it says. Then note whether
+    TensorFlow was loaded before this test (see the teardown check)."""
+    tiers = sorted({m.name for m in item.iter_markers() if m.name in TIERS})
+    if len(tiers) != 1:
+        pytest.fail(f"{item.nodeid} has {' and '.join(tiers) or 'no tier'}: give it exactly one of "
+                    + ", ".join(f"@pytest.mark.{t}" for t in TIERS)
+                    + " (a module-level `pytestmark` where the whole module is one tier)", pytrace=False)
+    item.stash[_TF_BEFORE] = "tensorflow" in sys.modules
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    """A `unit` test that imported TensorFlow (itself or through its fixtures) is an error: mark it `slow`."""
+    result = yield
+    if item.get_closest_marker("unit") and not item.stash.get(_TF_BEFORE, True) and "tensorflow" in sys.modules:
+        pytest.fail(f"{item.nodeid} is marked unit but imported tensorflow: mark it slow", pytrace=False)
+    return result
 
 
 def shared_model(name: str) -> Path:
@@ -37,8 +65,6 @@ def digits(request, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def digits_tflite(digits, tmp_path_factory) -> Path:
     """The digits model quantized to int8 by tinyedge.quantize."""
-    from tinyedge.quantize import quantize_model
-
     out = tmp_path_factory.mktemp("digits-int8") / "digits.tflite"
     quantize_model(digits["model"], digits["calib"], out)
     return out
@@ -47,8 +73,6 @@ def digits_tflite(digits, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def pio_core(tmp_path_factory) -> Path:
     """A private PlatformIO core folder with tool-scons provisioned (never the user's ~/.platformio)."""
-    from tinyedge.firmware import provision
-
     core = tmp_path_factory.mktemp("pio-core")
     provision(core)
     return core

@@ -40,7 +40,7 @@ class FaultProxy:
     def url(self) -> str:
         return f"socket://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         self._thread.start()
         return self
 
@@ -104,7 +104,8 @@ class FaultProxy:
                     return
                 if s is up:
                     out = self._mangle(data, self.corrupt, self.drop)
-                    if self.cut_after is not None and not self.cuts and len(self.delivered) + len(out) >= self.cut_after:
+                    cut_due = self.cut_after is not None and len(self.delivered) + len(out) >= self.cut_after
+                    if cut_due and not self.cuts:
                         keep = out[: self.cut_after - len(self.delivered)]
                         client.sendall(keep)
                         self.delivered += keep

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _pytest.mark import ParameterSet
 
 from tflite_builder import ACT, PADDING, ModelBuilder, options, out_size
 from tinyedge.paths import runtime_dir
@@ -445,18 +444,3 @@ def host_dut(exe: Path) -> Iterator[str]:
     finally:
         proc.kill()
         proc.wait(5)
-
-
-# ------------------------------------------------------------------------------------------ test tiers
-def tiers(cases: Iterable[object]) -> list[ParameterSet]:
-    """Parameters of a randomized sweep, each with its tier: the first case of each kind (a case's first
-    item when it is a string, else the sweep is one kind) is ``unit``, the rest of the sweep ``slow``. So
-    ``-m unit`` still runs every kernel once and the full sweep runs with the slow tier."""
-    seen: set[object] = set()
-    params = []
-    for case in cases:
-        values = case if isinstance(case, tuple) else (case,)
-        kind = values[0] if isinstance(values[0], str) else None
-        params.append(pytest.param(*values, marks=pytest.mark.slow if kind in seen else pytest.mark.unit))
-        seen.add(kind)
-    return params

@@ -20,11 +20,11 @@ from click.testing import CliRunner
 
 from tinyedge import proc
 from tinyedge.boards import MemRegion, get_board
+from tinyedge.cli import cli
+from tinyedge.errors import FitError, TinyedgeError, ToolError
 from tinyedge.firmware import PLATFORM_DIR, build_project, flash_project, project_files, provision
 from tinyedge.firmware.provision import SCONS_PKG_VERSION
-from tinyedge.cli import cli
 from tinyedge.runners import QemuSession, emulate_project, free_port, qemu_command
-from tinyedge.errors import FitError, TinyedgeError, ToolError
 
 BOARD_ID = "qemu-mps2-an386"
 FIXTURE_MAIN = Path(__file__).parent / "fixtures" / "port_test_main.c"
@@ -95,6 +95,7 @@ def talk_when_listening(port: int, lines: list[str], replies: list[str], timeout
 
 
 # ------------------------------------------------------------------------------------------ provisioning
+@pytest.mark.unit
 def test_provision_creates_tool_scons_once(tmp_path):
     core = provision(tmp_path / "core")
     pkg = core / "packages" / "tool-scons"
@@ -110,6 +111,7 @@ def test_provision_creates_tool_scons_once(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ project files
+@pytest.mark.unit
 def test_project_files(board):
     files = project_files(board, project_name="demo")
     assert set(files) == {"platformio.ini", f"boards/{BOARD_ID}.json", "linker.ld", "src/startup.c",
@@ -129,6 +131,7 @@ def test_project_files(board):
     assert "0xE000ED88" in files["src/startup.c"]  # FPU enabled: the board has one
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "core, fpu, uart, base",
     [
@@ -152,6 +155,7 @@ def test_port_compiles_strict(tmp_path, board, core, fpu, uart, base):
                   str(tmp_path / "src" / src), "-o", str(tmp_path / (src + ".o"))])
 
 
+@pytest.mark.unit
 def test_unsupported_board_is_a_clear_error(board):
     with pytest.raises(TinyedgeError, match="uart driver|UART driver"):
         project_files(dataclasses.replace(board, uart={"driver": "bogus", "baud": 115200}), project_name="x")
@@ -162,6 +166,7 @@ def test_unsupported_board_is_a_clear_error(board):
         project_files(dataclasses.replace(board, core="xtensa-lx7"), project_name="x")
 
 
+@pytest.mark.unit
 def test_arduino_board_files():
     """An Arduino-framework board: stock platform/board/framework, no linker script or startup code."""
     files = project_files(get_board("nucleo_l4r5zi"), project_name="demo")
@@ -176,6 +181,7 @@ def test_arduino_board_files():
 
 
 # ------------------------------------------------------------------------------------------ build
+@pytest.mark.slow
 def test_build_result(built):
     project, result = built
     assert result.elf == project / ".pio" / "build" / BOARD_ID / "firmware.elf"
@@ -184,12 +190,14 @@ def test_build_result(built):
     assert result.ram_bytes == result.data + result.bss
 
 
+@pytest.mark.unit
 def test_build_without_platformio_ini(tmp_path, pio_core):
     with pytest.raises(TinyedgeError, match="no platformio.ini") as err:
         build_project(tmp_path, core_dir=pio_core)
     assert "tinyedge generate" in str(err.value)
 
 
+@pytest.mark.slow
 def test_compile_error_shows_the_compiler_line(tmp_path, board, pio_core):
     project = write_project(tmp_path / "broken", board)
     (project / "src" / "broken.c").write_text("int broken(void)\n{\n    return undeclared_thing;\n}\n")
@@ -200,6 +208,7 @@ def test_compile_error_shows_the_compiler_line(tmp_path, board, pio_core):
     assert "Traceback" not in message
 
 
+@pytest.mark.slow
 def test_firmware_too_big_is_a_fit_error(tmp_path, board, pio_core):
     project = write_project(tmp_path / "huge", board)
     (project / "src" / "huge.c").write_text(
@@ -213,6 +222,7 @@ def test_firmware_too_big_is_a_fit_error(tmp_path, board, pio_core):
         build_project(project, core_dir=pio_core)
 
 
+@pytest.mark.slow
 def test_missing_compiler_is_a_tool_error(tmp_path, built, monkeypatch):
     project, _ = built
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -222,6 +232,7 @@ def test_missing_compiler_is_a_tool_error(tmp_path, built, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ QEMU
+@pytest.mark.unit
 def test_qemu_command(board, tmp_path):
     cmd = qemu_command(board, tmp_path / "fw.elf", 4321)
     assert cmd[0] == "qemu-system-arm" and "mps2-an386" in cmd
@@ -230,6 +241,7 @@ def test_qemu_command(board, tmp_path):
     assert "tcp:127.0.0.1:4321,server=on,wait=on" in joined and "-nographic" not in cmd
 
 
+@pytest.mark.slow
 def test_firmware_runs_in_qemu(built, board):
     project, result = built
     with QemuSession(board, result.elf) as qemu:
@@ -263,6 +275,7 @@ def measure(board, elf, loops: list[int]) -> list[int]:
     return counts
 
 
+@pytest.mark.slow
 def test_tick_counts_are_deterministic_and_linear(built, board):
     _, result = built
     first = measure(board, result.elf, [200, 200, 400])
@@ -273,6 +286,7 @@ def test_tick_counts_are_deterministic_and_linear(built, board):
     assert first[0] > 1000
 
 
+@pytest.mark.slow
 def test_tick_count_survives_systick_wraps(built, board):
     """A loop longer than one 24-bit SysTick period (0.67 s at 25 MHz) is still counted linearly."""
     _, result = built
@@ -281,6 +295,7 @@ def test_tick_count_survives_systick_wraps(built, board):
     assert abs(long / short - 450) < 0.01
 
 
+@pytest.mark.slow
 def test_url_works_as_soon_as_the_session_starts(built, board):
     """QemuSession waits until QEMU listens, so a client can connect to .url without retrying."""
     _, result = built
@@ -294,7 +309,8 @@ def test_url_works_as_soon_as_the_session_starts(built, board):
 # Other QEMU machines, one per UART driver (board files built here: only mps2-an386 ships for now).
 OTHER_MACHINES = {
     "lm3s6965evb": dict(core="cortex-m3", fpu="none", clock_hz=12_500_000, flash=MemRegion(0, 256 * 1024),
-                        ram=MemRegion(0x20000000, 64 * 1024), uart={"driver": "pl011", "base": 0x4000C000, "baud": 115200},
+                        ram=MemRegion(0x20000000, 64 * 1024),
+                        uart={"driver": "pl011", "base": 0x4000C000, "baud": 115200},
                         timer={"driver": "systick", "hz": 12_500_000}),
     "netduinoplus2": dict(core="cortex-m4", fpu="fpv4-sp-d16", clock_hz=168_000_000,
                           flash=MemRegion(0x08000000, 1024 * 1024), ram=MemRegion(0x20000000, 128 * 1024),
@@ -306,6 +322,7 @@ OTHER_MACHINES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("machine", sorted(OTHER_MACHINES))
 def test_other_uart_drivers_in_qemu(tmp_path, board, pio_core, machine):
     variant = dataclasses.replace(board, emulator={"qemu": {"machine": machine}}, **OTHER_MACHINES[machine])
@@ -321,6 +338,7 @@ def test_other_uart_drivers_in_qemu(tmp_path, board, pio_core, machine):
         assert qemu.wait(timeout=20) == 4
 
 
+@pytest.mark.unit
 def test_not_an_elf(tmp_path, board):
     bogus = tmp_path / "not-an-elf.elf"
     bogus.write_text("this is not firmware\n")
@@ -328,6 +346,7 @@ def test_not_an_elf(tmp_path, board):
         QemuSession(board, bogus).start()
 
 
+@pytest.mark.slow
 def test_qemu_failing_early_shows_its_stderr(built, board):
     _, result = built
     odd = dataclasses.replace(board, emulator={"qemu": {"machine": "no-such-machine"}})
@@ -337,6 +356,7 @@ def test_qemu_failing_early_shows_its_stderr(built, board):
     assert "no-such-machine" in str(err.value)
 
 
+@pytest.mark.slow
 def test_missing_qemu_is_a_tool_error(built, board, tmp_path, monkeypatch):
     _, result = built
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -345,12 +365,14 @@ def test_missing_qemu_is_a_tool_error(built, board, tmp_path, monkeypatch):
     assert "apt-get install qemu-system-arm" in str(err.value)
 
 
+@pytest.mark.unit
 def test_emulate_without_elf(tmp_path, board):
     project = write_project(tmp_path / "unbuilt", board)
     with pytest.raises(ToolError, match="build it first"):
         emulate_project(project)
 
 
+@pytest.mark.slow
 def test_emulate_project_runs_to_exit(built):
     project, _ = built
     port = free_port()
@@ -364,6 +386,7 @@ def test_emulate_project_runs_to_exit(built):
 
 
 # ------------------------------------------------------------------------------------------ CLI
+@pytest.mark.slow
 def test_cli_build(built, pio_core_env):
     project, result = built
     out = CliRunner().invoke(cli, ["build", str(project)])
@@ -372,12 +395,14 @@ def test_cli_build(built, pio_core_env):
     assert f"RAM:   {result.ram_bytes:,} of" in out.output
 
 
+@pytest.mark.unit
 def test_cli_build_error_is_one_line(tmp_path, pio_core_env):
     out = CliRunner().invoke(cli, ["build", str(tmp_path)])
     assert out.exit_code == 2
     assert "error:" in out.output and "no platformio.ini" in out.output and "Traceback" not in out.output
 
 
+@pytest.mark.slow
 def test_cli_emulate(built):
     project, _ = built
     port = free_port()
@@ -390,12 +415,14 @@ def test_cli_emulate(built):
     assert replies[0] == f"te-port-test {BOARD_ID}"
 
 
+@pytest.mark.unit
 def test_cli_emulate_unbuilt(tmp_path, board):
     project = write_project(tmp_path / "unbuilt", board)
     out = CliRunner().invoke(cli, ["emulate", str(project)])
     assert out.exit_code == 2 and "build it first" in out.output
 
 
+@pytest.mark.slow
 def test_upload_of_emulated_board_runs_qemu(built, pio_core_env):
     """`pio run -t upload` (tinyedge flash) on an emulated board runs the firmware through `tinyedge emulate`."""
     project, _ = built
@@ -420,6 +447,7 @@ UPLOADER_FAILURES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(UPLOADER_FAILURES))
 def test_upload_failure_is_explained(tmp_path, board, pio_core, case):
     """An uploader failure (no device, permission denied, busy) becomes one TinyedgeError saying what to try."""
@@ -436,6 +464,7 @@ def test_upload_failure_is_explained(tmp_path, board, pio_core, case):
     assert message.count("\n") == 0  # one line
 
 
+@pytest.mark.slow
 def test_cli_flash_failure_is_one_line(tmp_path, board, pio_core, monkeypatch):
     monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(pio_core))
     project = write_project(tmp_path / "hw", dataclasses.replace(board, emulator={}))

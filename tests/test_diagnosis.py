@@ -11,6 +11,8 @@ from click.testing import CliRunner
 from tflite_builder import ModelBuilder, add_subgraph, make_custom, make_dynamic, options
 from tinyedge.cli import cli
 
+pytestmark = pytest.mark.unit
+
 BOARD = "qemu-mps2-an386"
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from tinyedge.cli import cli
 from tinyedge.data import load_npz, quantize_inputs
 from tinyedge.model import load_model
 from tinyedge.oracle import run_tflm
+
+pytestmark = pytest.mark.slow
 
 
 def test_run_keras_digits_on_qemu_m4_twice(digits, pio_core, tmp_path, monkeypatch):

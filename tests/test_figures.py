@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import tinyedge.oracle
-from test_protocol_firmware import build_host_dut, fake_outputs, host_dut
+from helpers import build_host_dut, fake_outputs, host_dut
 from tinyedge.boards import board_ids, get_board
 from tinyedge.model import load_model
 from tinyedge.monitor import MonitorState, build_report, session_report

@@ -10,20 +10,25 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import shared_model
 
+from conftest import shared_model
 from tinyedge import proc
 from tinyedge.boards import get_board, list_boards
-from tinyedge.firmware.pio import pio_command
-from tinyedge.firmware.provision import pio_env
 from tinyedge.cli import cli
-from tinyedge.firmware import generate_project
-from tinyedge.runners.renode import RENODE_HINT, renode_script, write_renode_files
 from tinyedge.errors import BoardError, ToolError
+from tinyedge.firmware import generate_project
+from tinyedge.firmware.pio import _download_error, pio_command, uses_tinyedge_platform
+from tinyedge.firmware.provision import pio_env
 from tinyedge.matrix import compatibility_matrix
+from tinyedge.model import load_model
+from tinyedge.model.program import build_program
+from tinyedge.oracle import run_tflm
 from tinyedge.paths import renode_dir
+from tinyedge.pipeline import run_pipeline
+from tinyedge.runners.renode import RENODE_HINT, renode_script, write_renode_files
 
 EMULATED = ["qemu-mps2-an385", "qemu-mps2-an386", "qemu-mps2-an500", "qemu-mps2-an505", "qemu-mps3-an547",
             "qemu-netduinoplus2", "qemu-lm3s6965evb", "qemu-microbit"]
@@ -44,13 +49,12 @@ def fleet_model(digits, digits_tflite) -> dict[str, Path]:
 
 
 # ------------------------------------------------------------------------------------------ emulated fleet
+@pytest.mark.slow
 @needs_arm
 @needs_qemu
 @pytest.mark.parametrize("board_id", EMULATED)
 def test_digits_end_to_end(board_id, fleet_model, pio_core, tmp_path):
     """Generate, build, run in QEMU and score: outputs bit-exact with tflite_micro on every board."""
-    from tinyedge.pipeline import run_pipeline
-
     result = run_pipeline(fleet_model["tflite"], board_id, fleet_model["test"], tmp_path / "run", limit=E2E_SAMPLES,
                           core_dir=pio_core, progress=False)
     d = result.report.data
@@ -58,9 +62,6 @@ def test_digits_end_to_end(board_id, fleet_model, pio_core, tmp_path):
     assert d["parity"] == 1.0
     assert d["accuracy"] >= 0.9
     # A real count of executed work: no core does more than 2 MACs per instruction (SMLAD).
-    from tinyedge.model import load_model
-    from tinyedge.model.program import build_program
-
     assert d["instructions"] > build_program(load_model(fleet_model["tflite"])).macs / 2
     board = get_board(board_id)
     assert result.build.flash_bytes <= board.flash.size and result.build.ram_bytes <= board.ram.size
@@ -73,6 +74,7 @@ def real_projects(fleet_model, tmp_path_factory) -> dict[str, Path]:
     return {b: generate_project(fleet_model["tflite"], b, root / b).path for b in REAL}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("board_id", REAL)
 def test_real_board_project_passes_pio_project_config(board_id, real_projects, tmp_path):
     """Offline: PlatformIO parses and validates the project's configuration (the platform is not needed)."""
@@ -97,6 +99,7 @@ def _machine_flags(board) -> list[str]:
     return flags
 
 
+@pytest.mark.slow
 @needs_arm
 @pytest.mark.parametrize("board_id", [b for b in REAL if get_board(b).core.startswith("cortex-")])
 def test_real_board_sources_compile_for_their_core(board_id, real_projects, tmp_path):
@@ -119,6 +122,7 @@ def test_real_board_sources_compile_for_their_core(board_id, real_projects, tmp_
     assert " T te_app_main" in nm and " T main" not in nm
 
 
+@pytest.mark.slow
 def test_esp32_sources_are_portable_c(real_projects, tmp_path):
     """ESP32-S3 is Xtensa: no xtensa-esp32s3-elf-gcc here, so the C sources are only checked to be portable
     C99/gnu11 with the host compiler (the DSP paths are ARM-only and compiled out)."""
@@ -127,14 +131,14 @@ def test_esp32_sources_are_portable_c(real_projects, tmp_path):
         pytest.skip("no host C compiler")
     project = real_projects["esp32-s3-devkitc-1"]
     for src in sorted((project / "src").glob("*.c")):
-        proc.run([cc, "-std=gnu11", "-O1", "-Dmain=te_app_main", "-c", str(src), "-o", str(tmp_path / (src.stem + ".o"))])
+        proc.run([cc, "-std=gnu11", "-O1", "-Dmain=te_app_main", "-c", str(src),
+                  "-o", str(tmp_path / (src.stem + ".o"))])
 
 
+@pytest.mark.slow
 def test_real_board_build_offline_says_what_is_missing(real_projects):
     """A stock-platform project needs no arm-none-eabi-gcc (its platform brings a toolchain); offline, `pio run`
     fails to install the platform (after ~1 minute of retries, so the output it printed here is replayed)."""
-    from tinyedge.firmware.pio import _download_error, uses_tinyedge_platform
-
     project = real_projects["pico"]
     assert not uses_tinyedge_platform(project)
     output = ("Processing pico (platform: raspberrypi; board: pico; framework: arduino)\n" + "-" * 80 +
@@ -145,6 +149,7 @@ def test_real_board_build_offline_says_what_is_missing(real_projects):
     assert _download_error(project, "src/main.c:3: error: expected ';'") is None
 
 
+@pytest.mark.slow
 def test_arduino_port_follows_the_board_timer(real_projects):
     dwt = (real_projects["nucleo_h743zi"] / "src" / "te_port.cpp").read_text()
     micros = (real_projects["pico"] / "src" / "te_port.cpp").read_text()
@@ -155,8 +160,8 @@ def test_arduino_port_follows_the_board_timer(real_projects):
 
 # ------------------------------------------------------------------------------------------ Renode
 def _robot_errors(path: Path) -> list[str]:
-    from robot.api import get_model
-    from robot.api.parsing import ModelVisitor
+    from robot.api import get_model  # noqa: PLC0415  (robotframework: only the Renode suite test)
+    from robot.api.parsing import ModelVisitor  # noqa: PLC0415  (robotframework: only the Renode suite test)
 
     class Errors(ModelVisitor):
         def __init__(self) -> None:
@@ -171,17 +176,17 @@ def _robot_errors(path: Path) -> list[str]:
     return visitor.found
 
 
+@pytest.mark.unit
 def test_some_boards_have_renode_platforms():
     assert "qemu-netduinoplus2" in RENODE_BOARDS and len(RENODE_BOARDS) >= 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("board_id", RENODE_BOARDS)
 def test_generated_robot_suite_parses(board_id, fleet_model, tmp_path):
     """Robot Framework's own parser accepts the suite; it boots, waits for m-init-done and checks one
     inference's outputs against tflite_micro's."""
-    from robot.running import TestSuiteBuilder
-
-    from tinyedge.oracle import run_tflm
+    from robot.running import TestSuiteBuilder  # noqa: PLC0415  (robotframework: only the Renode suite test)
 
     project = generate_project(fleet_model["tflite"], board_id, tmp_path / "p").path
     files = write_renode_files(project)
@@ -192,8 +197,6 @@ def test_generated_robot_suite_parses(board_id, fleet_model, tmp_path):
     text = files.robot.read_text()
     assert "m-init-done" in text and "te-results%" in text and str(files.elf) in text
     # The expected outputs are tflite_micro's for the suite's input (the db lines).
-    import numpy as np
-
     hexes = [ln.split()[-1] for ln in text.splitlines() if ln.strip().startswith("Send Command") and " db " in ln
              and "load" not in ln]
     x = np.frombuffer(bytes.fromhex("".join(hexes)), dtype=np.int8).reshape(1, 8, 8, 1)
@@ -205,14 +208,17 @@ def test_generated_robot_suite_parses(board_id, fleet_model, tmp_path):
     assert f"connector Connect {board.emulator['renode']['uart']} te-uart" in resc
 
 
+@pytest.mark.unit
 def test_shipped_renode_scripts_are_up_to_date():
     shipped = sorted(p.stem for p in renode_dir().glob("*.resc"))
     assert shipped == RENODE_BOARDS
     for board_id in shipped:
         assert (renode_dir() / f"{board_id}.resc").read_text() == renode_script(get_board(board_id)), (
-            "regenerate with: python -c 'from tinyedge.runners.renode import write_shipped_scripts as w; w(\"renode\")'")
+            "regenerate with: python -c "
+            "'from tinyedge.runners.renode import write_shipped_scripts as w; w(\"renode\")'")
 
 
+@pytest.mark.slow
 def test_board_without_renode_is_a_clear_error(fleet_model, tmp_path):
     project = generate_project(fleet_model["tflite"], "qemu-mps2-an385", tmp_path / "p").path
     with pytest.raises(BoardError, match="no Renode platform") as err:
@@ -220,6 +226,7 @@ def test_board_without_renode_is_a_clear_error(fleet_model, tmp_path):
     assert "qemu-netduinoplus2" in str(err.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["emulate", "--engine", "renode"], ["test"]])
 def test_renode_missing_gives_install_hint(args, fleet_model, tmp_path, monkeypatch):
     project = generate_project(fleet_model["tflite"], "qemu-netduinoplus2", tmp_path / "p").path
@@ -232,6 +239,7 @@ def test_renode_missing_gives_install_hint(args, fleet_model, tmp_path, monkeypa
 
 
 # ------------------------------------------------------------------------------------------ matrix
+@pytest.mark.unit
 def test_matrix_kws_over_all_boards():
     """KWS needs ~20 KiB of RAM: the 16 KiB micro:bit (Cortex-M0) does not fit, every other board does."""
     kws = shared_model("kws_ref_model.tflite")
@@ -247,7 +255,8 @@ def test_matrix_kws_over_all_boards():
     for r in rows.values():
         assert r["est_latency_ms"] > 0 and r["est_energy_uj"] > 0 and r["measured"] is None
     # Faster clock, same core: proportionally faster estimate.
-    assert rows["qemu-netduinoplus2"]["est_latency_ms"] * 168 == pytest.approx(rows["qemu-mps2-an386"]["est_latency_ms"] * 25)
+    assert rows["qemu-netduinoplus2"]["est_latency_ms"] * 168 == pytest.approx(
+        rows["qemu-mps2-an386"]["est_latency_ms"] * 25)
     md = CliRunner().invoke(cli, ["matrix", str(kws), "--boards", "qemu-microbit,nucleo_l4r5zi"])
     assert md.exit_code == 0, md.output
     line = next(ln for ln in md.output.splitlines() if ln.startswith("| qemu-microbit |"))
@@ -255,14 +264,13 @@ def test_matrix_kws_over_all_boards():
     assert "| nucleo_l4r5zi | cortex-m4 | 120 MHz | yes |" in md.output
 
 
+@pytest.mark.slow
 @needs_arm
 @needs_qemu
 def test_matrix_run_measures_emulated_boards(fleet_model, pio_core, tmp_path):
     m = compatibility_matrix(fleet_model["tflite"], "qemu-mps2-an385,qemu-microbit,pico", run=True, samples=3,
                              work_dir=tmp_path / "runs", core_dir=pio_core)
     rows = {r.board: r for r in m.rows}
-    from tinyedge.model import load_model
-    from tinyedge.model.program import build_program
 
     macs = build_program(load_model(fleet_model["tflite"])).macs
     for board_id in ("qemu-mps2-an385", "qemu-microbit"):
@@ -278,6 +286,7 @@ def test_matrix_run_measures_emulated_boards(fleet_model, pio_core, tmp_path):
     assert "measured instructions" in md and "not emulated" in md
 
 
+@pytest.mark.slow
 def test_matrix_unknown_board_is_a_clear_error(fleet_model):
     out = CliRunner().invoke(cli, ["matrix", str(fleet_model["tflite"]), "--boards", "qemu-mps2-an368"])
     assert out.exit_code == 2 and "unknown board" in out.output and "Traceback" not in out.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import pytest
@@ -9,17 +10,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinyedge.errors import LinkError
-from tinyedge.link import DeviceError, DutClient, Transport
+from tinyedge.link import ConnectionLost, DeviceError, DutClient, Transport
 from tinyedge.link import protocol as P
 
 printable = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60)
 
 
+@pytest.mark.unit
 def test_crc_check_value():
     assert P.crc16_ccitt_false(b"123456789") == 0x29B1
     assert P.with_crc("te-s-0,1,2,3") == f"te-s-0,1,2,3*{P.crc16_ccitt_false(b'te-s-0,1,2,3'):04X}"
 
 
+@pytest.mark.unit
 def test_classification():
     p = P.LineParser()
     lines = p.feed(b"m-ready\r\nm-init-done\r\ne-[Unknown command: x]\nhello\r\n"
@@ -30,6 +33,7 @@ def test_classification():
     assert p.stats.unknown == 1 and p.stats.corrupt == 0 and p.stats.crc_ok == 1
 
 
+@pytest.mark.unit
 def test_bad_crc_is_corrupt_and_never_accepted():
     p = P.LineParser()
     good = P.with_crc("te-results-ticks=5,out=[1,2]")
@@ -40,12 +44,14 @@ def test_bad_crc_is_corrupt_and_never_accepted():
     assert p.stats.corrupt == 2
 
 
+@pytest.mark.unit
 def test_noise_and_binary_garbage():
     p = P.LineParser()
     lines = p.feed(b"\x00\x00\xffm-ready\r\nm-re\xc3\xa9dy\r\nm-\x01x\r\n")
     assert [ln.kind for ln in lines] == [P.READY, P.CORRUPT, P.CORRUPT]
 
 
+@pytest.mark.unit
 def test_split_across_chunks_and_truncation():
     p = P.LineParser(max_line=16)
     out = []
@@ -61,6 +67,7 @@ def test_split_across_chunks_and_truncation():
     assert p.stats.truncated == 2 and p.pending == b""
 
 
+@pytest.mark.unit
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=400), st.lists(st.integers(1, 50), max_size=20))
 def test_parser_never_raises_on_garbage(data, cuts):
@@ -80,6 +87,7 @@ def test_parser_never_raises_on_garbage(data, cuts):
     assert s.lines == len(lines) and s.corrupt + s.unknown <= s.lines
 
 
+@pytest.mark.unit
 @settings(max_examples=200, deadline=None)
 @given(printable, st.binary(min_size=1, max_size=40), st.integers(0, 200))
 def test_resync_after_garbage(payload, garbage, pos):
@@ -96,6 +104,7 @@ def test_resync_after_garbage(payload, garbage, pos):
         assert P.crc16_ccitt_false(lines[0].text.encode()) == int(lines[0].raw.rstrip(b"\r")[-4:], 16)
 
 
+@pytest.mark.unit
 @settings(max_examples=200, deadline=None)
 @given(printable.filter(lambda s: "*" not in s), st.integers(0, 200), st.integers(1, 255))
 def test_single_byte_corruption_is_always_caught(text, pos, flip):
@@ -109,6 +118,7 @@ def test_single_byte_corruption_is_always_caught(text, pos, flip):
     assert all(ln.kind != P.TE for ln in lines)
 
 
+@pytest.mark.unit
 def test_payload_parsers():
     info = P.parse_te_info("te-info-board=b,clock_hz=25,timer=systick,timer_hz=25,emulated=1,arena_bytes=3,"
                            "input_bytes=490,output_count=12,layers=5,flash_bytes=1,ram_bytes=2,model=kws,"
@@ -134,6 +144,7 @@ def test_payload_parsers():
         P.parse_te_info("te-info-board")
 
 
+@pytest.mark.unit
 def test_transport_logs_raw_bytes_before_parsing(tmp_path):
     t = Transport("loop://", raw_log=tmp_path / "raw.log")
     t.write(b"m-re\xff\x00ady\r\n")
@@ -144,6 +155,7 @@ def test_transport_logs_raw_bytes_before_parsing(tmp_path):
     t.close()
 
 
+@pytest.mark.unit
 def test_transport_open_failures_are_link_errors():
     with pytest.raises(LinkError, match="cannot open /dev/tty-does-not-exist.*dialout"):
         Transport("/dev/tty-does-not-exist")
@@ -173,6 +185,7 @@ class _Scripted:
         pass
 
 
+@pytest.mark.unit
 def test_client_retries_te_commands_with_bad_crc():
     good = P.with_crc("te-results-ticks=9,out=[1,-2]").encode() + b"\r\n"
     bad = good.replace(b"ticks=9", b"ticks=8")
@@ -184,6 +197,7 @@ def test_client_retries_te_commands_with_bad_crc():
     assert c.parser.stats.corrupt == 1
 
 
+@pytest.mark.unit
 def test_stream_treats_a_line_that_lost_its_first_byte_as_noise():
     """`te-s-...` minus its leading 't' reads as an e- line: skipped (the seq gap shows it), not a refusal."""
     lines = [P.with_crc(f"te-s-{i},{100 + i},3,90").encode() + b"\r\n" for i in range(3)]
@@ -197,6 +211,7 @@ def test_stream_treats_a_line_that_lost_its_first_byte_as_noise():
         refused.stream(3)
 
 
+@pytest.mark.unit
 def test_client_gives_up_after_retries():
     bad = P.with_crc("te-info-board=x").encode().replace(b"x", b"y") + b"\r\n"
     c = DutClient(_Scripted({b"te-info%": [bad]}), retries=1)
@@ -205,6 +220,7 @@ def test_client_gives_up_after_retries():
         c.info()
 
 
+@pytest.mark.unit
 def test_client_load_input_sends_31_byte_lines():
     sent = []
 
@@ -226,6 +242,7 @@ def test_client_load_input_sends_31_byte_lines():
     assert sent[1] == b"db " + bytes(range(31)).hex().encode() + b"%"
 
 
+@pytest.mark.unit
 def test_wait_ready_probes_a_silent_device():
     t = _Scripted({b"name%": [b"m-name-dut-[tinyedge]\r\n"]})
     t.out.clear()  # booted before we connected: no banner
@@ -238,6 +255,7 @@ _FRAGMENTS = [b"\r\n", b"\n", b"m-ready", b"te-", b"*", b"e-[", b"\x00", b"\xff"
     P.with_crc(t).encode() for t in ("te-s-1,2,3,4", "te-info-board=x", "te-results-ticks=5,out=[1,-2],in_crc=00FF")]
 
 
+@pytest.mark.slow
 @settings(max_examples=10_000, deadline=None, database=None)
 @given(st.binary(max_size=300), st.randoms(use_true_random=False))
 def test_parser_fuzz_10000_streams(garbage, rnd):
@@ -261,6 +279,7 @@ def test_parser_fuzz_10000_streams(garbage, rnd):
     assert p.stats.lines == len(lines)
 
 
+@pytest.mark.unit
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=700))
 def test_cobs_round_trip(data):
@@ -269,16 +288,16 @@ def test_cobs_round_trip(data):
     assert len(frame) <= len(data) + len(data) // 254 + 1
 
 
+@pytest.mark.unit
 def test_cobs_rejects_malformed_frames():
     for bad in [b"\x00", b"\x05ab", b"\x03a\x00"]:
         with pytest.raises(ValueError):
             P.cobs_decode(bad)
 
 
+@pytest.mark.unit
 def test_reconnect_with_backoff_over_a_real_socket(tmp_path):
     """The port disappears and comes back: reconnect() reopens it, the raw log keeps both sessions' bytes."""
-    import socket
-
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", 0))
@@ -299,7 +318,6 @@ def test_reconnect_with_backoff_over_a_real_socket(tmp_path):
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    from tinyedge.link import ConnectionLost
 
     c = DutClient(Transport(f"socket://127.0.0.1:{port}", raw_log=tmp_path / "raw.log", connect_timeout=2))
     c.wait_ready(2)

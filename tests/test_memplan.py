@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from conftest import shared_model
-from test_dsp_diff import chain_model
-from test_kernels_diff import make
+from helpers import chain_model, make
 from tinyedge.boards import get_board
 from tinyedge.codegen.target import specialize
 from tinyedge.model import load_model, read_model_bytes
 from tinyedge.model.memplan import plan_memory, plan_naive, scratch_key
 from tinyedge.model.program import build_program
+
+pytestmark = pytest.mark.unit
 
 #: TFLM's minimum arena for KWS on the host interpreter (tinyedge.oracle.min_arena_bytes).
 KWS_TFLM_ARENA = 24272
@@ -92,7 +95,7 @@ def test_inplace_only_where_the_input_dies():
     dst = program.root(program.steps[dw].outputs[0])
     assert dst not in plan2.inplace
     assert check_plan(program, plan2) == []
-    for dst, src in plan.inplace.items():
+    for dst, _src in plan.inplace.items():
         step = next(s for s in program.steps if program.root(s.outputs[0]) == dst)
         assert step.inplace
 
@@ -109,8 +112,6 @@ def test_kws_plans():
 
 
 def test_checker_catches_an_overlapping_plan():
-    import dataclasses
-
     model, _ = chain_model(0)
     program = build_program(read_model_bytes(model, name="chain"))
     plan = plan_memory(program)

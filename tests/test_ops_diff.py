@@ -11,9 +11,17 @@ import pytest
 
 from difftest import check, inputs_for, qemu_outputs
 from tflite_builder import ACT, ModelBuilder, options
-from tinyedge.proc import run
+from tinyedge.codegen.cmodel import render_model
 from tinyedge.model import read_model_bytes
+from tinyedge.model.lower import elementwise
+from tinyedge.model.program import build_program
 from tinyedge.oracle import run_tflm
+from tinyedge.proc import run
+
+# slow: each host build of generated C links kernels compiled once per process at -O3 (~8 s of CPU, most of
+# it te_kernels_dsp.c): too much for the unit tier's minute. tests/test_runtime_c.py is the unit-tier check
+# of the kernels' C.
+pytestmark = pytest.mark.slow
 
 ACTS = list(ACT)
 
@@ -390,15 +398,13 @@ def test_chain_matches_tflm(seed, float_in, float_out):
 
 def test_harness_catches_one_lsb_errors_in_new_kernels(monkeypatch):
     """A one-LSB error in one table entry (LOGISTIC) or in ADD's final rounding is caught and reported."""
-    from tinyedge.model import ops_extra
-
     def off_by_one(g, op, table):
         table = np.array(table, dtype=np.int16)
         table[100] = table[100] + (1 if table[100] < 127 else -1)
         return real_lut(g, op, table.astype(np.int8))
 
-    real_lut = ops_extra._lut_step
-    monkeypatch.setattr(ops_extra, "_lut_step", off_by_one)
+    real_lut = elementwise.lut_step
+    monkeypatch.setattr(elementwise, "lut_step", off_by_one)
     model, desc = unary_model(3, "LOGISTIC")
     with pytest.raises(pytest.fail.Exception, match=r"LOGISTIC seed=3.*generated C gave"):
         check(model, desc)
@@ -431,8 +437,6 @@ ARM_FLAGS = [("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d
 def test_generated_c_builds_for_arm_with_werror(flags, tmp_path):
     """All kernels and a model using every new op (float I/O included) compile warning-free for Cortex-M."""
     model, _ = chain_model(1, True, True)
-    from tinyedge.codegen.cmodel import render_model
-    from tinyedge.model.program import build_program
 
     files = render_model(build_program(read_model_bytes(model, name="chain"))).files
     for rel, text in files.items():

@@ -1,4 +1,4 @@
-"""The firmware command loop for real: main.c rendered from firmware_templates/main.c.j2, compiled for
+"""The firmware command loop for real: tinyedge/runtime/main.c (with a rendered te_version.h), compiled for
 the host with a fake model and a TCP port, driven by DutClient over pyserial ``socket://``.
 
 The fake model's outputs are a deterministic function of the input (``fake_model`` below mirrors it),
@@ -9,214 +9,24 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
+import socket
+import threading
 import time
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 
-from tinyedge.render import render
+from helpers import CFLAGS, FAKE_MODEL_H, HOST_PORT_H, build_host_dut, fake_outputs, host_dut
 from tinyedge.errors import LinkError
 from tinyedge.link import DeviceError, DutClient, Transport
 from tinyedge.link import protocol as P
+from tinyedge.paths import runtime_dir
 from tinyedge.proc import run
+from tinyedge.render import render
 
-CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O1"]
-
-HOST_PORT_H = r"""
-#ifndef TE_PORT_H
-#define TE_PORT_H
-#include <stdint.h>
-#ifndef TE_BOARD_ID
-#define TE_BOARD_ID "host"
-#endif
-#ifndef TE_EMULATED
-#define TE_EMULATED 0
-#endif
-#define TE_CLOCK_HZ 25000000u
-void te_port_init(void);
-int te_port_getc(void);
-void te_port_putc(char c);
-void te_port_puts(const char *s);
-uint64_t te_timer_ticks(void);
-uint32_t te_timer_hz(void);
-const char *te_timer_source(void);
-void te_port_exit(int code);
-#endif
-"""
-
-# A TCP server on 127.0.0.1 (port printed on stdout), like QEMU's -serial tcp:...,server=on,wait=on.
-HOST_PORT_C = r"""
-#define _POSIX_C_SOURCE 200809L
-#include "te_port.h"
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-static int g_fd = -1;
-static char g_out[8192];
-static size_t g_len;
-
-static void flush_out(void) {
-    size_t off = 0;
-    while (off < g_len) {
-        ssize_t n = send(g_fd, g_out + off, g_len - off, 0);
-        if (n <= 0) exit(0);
-        off += (size_t)n;
-    }
-    g_len = 0;
-}
-
-void te_port_init(void) {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    socklen_t al = sizeof a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 || listen(s, 1) != 0) exit(3);
-    getsockname(s, (struct sockaddr *)&a, &al);
-    printf("%d\n", ntohs(a.sin_port));
-    fflush(stdout);
-    g_fd = accept(s, NULL, NULL);
-    if (g_fd < 0) exit(4);
-    close(s);
-}
-
-int te_port_getc(void) {
-    unsigned char c;
-    flush_out();
-    if (recv(g_fd, &c, 1, 0) != 1) exit(0);
-    return c;
-}
-
-void te_port_putc(char c) {
-    if (g_len == sizeof g_out) flush_out();
-    g_out[g_len++] = c;
-}
-
-void te_port_puts(const char *s) { while (*s) te_port_putc(*s++); }
-
-uint64_t te_timer_ticks(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
-uint32_t te_timer_hz(void) { return 1000000000u; }
-const char *te_timer_source(void) { return "clock_gettime"; }
-void te_port_exit(int code) { flush_out(); exit(code); }
-"""
-
-FAKE_MODEL_H = r"""
-#ifndef TE_MODEL_H
-#define TE_MODEL_H
-#include <stdint.h>
-#define TE_INPUT_BYTES {input_bytes}u
-#define TE_OUTPUT_COUNT {output_count}u
-#define TE_ARENA_BYTES 4096u
-#define TE_NUM_LAYERS 3u
-#define TE_MODEL_SHA256 "{sha}"
-#define TE_MODEL_NAME "fake"
-#define TE_MLPERF_MODEL_ID "kws01"
-#define TE_INPUT_SCALE 0.5f
-#define TE_INPUT_ZERO_POINT 0
-#define TE_OUTPUT_SCALE {out_scale}f
-#define TE_OUTPUT_ZERO_POINT {out_zp}
-int8_t *te_model_input(void);
-const int8_t *te_model_output(void);
-void te_model_invoke(void);
-void te_model_invoke_profiled(uint64_t (*now)(void), uint32_t *ticks_per_layer);
-extern const char *const te_layer_names[TE_NUM_LAYERS];
-#endif
-"""
-
-FAKE_MODEL_C = r"""
-#include "te_model.h"
-static int8_t g_in[TE_INPUT_BYTES];
-static int8_t g_out[TE_OUTPUT_COUNT];
-const char *const te_layer_names[TE_NUM_LAYERS] = {"conv_2d", "weird*na,me", "softmax"};
-int8_t *te_model_input(void) { return g_in; }
-const int8_t *te_model_output(void) { return g_out; }
-void te_model_invoke(void) {
-    for (unsigned j = 0; j < TE_OUTPUT_COUNT; j++) {
-        int32_t acc = (int32_t)j * 17;
-        for (unsigned i = 0; i < TE_INPUT_BYTES; i++) acc += g_in[i] * (int32_t)((i + j) % 5u + 1u);
-        acc >>= 4;
-        g_out[j] = (int8_t)(acc > 127 ? 127 : acc < -128 ? -128 : acc);
-    }
-    for (unsigned i = 0; i < TE_INPUT_BYTES; i++) g_in[i] = 0x55; /* the planner reused it */
-}
-void te_model_invoke_profiled(uint64_t (*now)(void), uint32_t *ticks) {
-    uint64_t t0 = now();
-    te_model_invoke();
-    uint64_t t1 = now();
-    ticks[0] = (uint32_t)(t1 - t0);
-    ticks[1] = 7u;
-    ticks[2] = (uint32_t)(now() - t1);
-}
-"""
-
-
-def fake_outputs(x: np.ndarray, output_count: int) -> np.ndarray:
-    """Python mirror of the fake model: rows of int8 inputs -> rows of int8 outputs."""
-    x = np.asarray(x, dtype=np.int32).reshape(len(x), -1)
-    n = x.shape[1]
-    outs = np.zeros((len(x), output_count), dtype=np.int8)
-    i = np.arange(n)
-    for j in range(output_count):
-        w = (i + j) % 5 + 1
-        acc = (j * 17 + x @ w) >> 4
-        outs[:, j] = np.clip(acc, -128, 127)
-    return outs
-
-
-def build_host_dut(
-    workdir: Path,
-    *,
-    input_bytes: int = 40,
-    output_count: int = 4,
-    sha: str = "ab" * 32,
-    out_scale: float = 0.00390625,
-    out_zp: int = -128,
-    board: str = "host",
-    emulated: int = 0,
-) -> Path:
-    """Render main.c and compile it with the host port and the fake model; return the executable."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("host gcc not available")
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "main.c").write_text(render("main.c.j2", version="9.9.9-test"))
-    (workdir / "te_port.h").write_text(HOST_PORT_H)
-    (workdir / "te_port.c").write_text(HOST_PORT_C)
-    (workdir / "te_model.h").write_text(FAKE_MODEL_H.format(
-        input_bytes=input_bytes, output_count=output_count, sha=sha, out_scale=repr(out_scale), out_zp=out_zp))
-    (workdir / "te_model.c").write_text(FAKE_MODEL_C)
-    exe = workdir / "dut"
-    run([gcc, *CFLAGS, "-DTE_HOST", f'-DTE_BOARD_ID="{board}"', f"-DTE_EMULATED={emulated}", "-I", workdir,
-         workdir / "main.c", workdir / "te_port.c", workdir / "te_model.c", "-o", exe], what="host build of main.c")
-    return exe
-
-
-@contextmanager
-def host_dut(exe: Path) -> Iterator[str]:
-    """Start the host DUT; yield its ``socket://`` URL; stop it afterwards."""
-    proc = subprocess.Popen([str(exe)], stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(proc.stdout.readline())
-        yield f"socket://127.0.0.1:{port}"
-    finally:
-        proc.kill()
-        proc.wait(5)
+pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
@@ -326,7 +136,8 @@ def test_te_info(dut):
     assert dut.protocol == 2 and dut.layers == 3
     raw = dut.raw_log_path.read_bytes()
     lines = [ln for ln in raw.split(b"\r\n") if ln.startswith(b"te-info-")]
-    assert len(lines) == 17 and lines[0].startswith(b"te-info-board=host*") and lines[-1].startswith(b"te-info-keys=17*")
+    assert (len(lines) == 17 and lines[0].startswith(b"te-info-board=host*")
+            and lines[-1].startswith(b"te-info-keys=17*"))
     for line in lines:  # one key per line, each with its own CRC
         payload, crc = line.rsplit(b"*", 1)
         assert int(crc, 16) == P.crc16_ccitt_false(payload) and crc == crc.upper()
@@ -390,9 +201,6 @@ def test_parser_counts_no_garbage_on_a_clean_link(dut):
 
 
 def test_no_answer_names_the_url(tmp_path):
-    import socket
-    import threading
-
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
@@ -418,7 +226,8 @@ def test_main_compiles_for_cortex_m4_without_libc_printf(tmp_path):
     gcc = shutil.which("arm-none-eabi-gcc")
     if gcc is None:
         pytest.skip("arm-none-eabi-gcc not available")
-    (tmp_path / "main.c").write_text(render("main.c.j2", version="0.1.0"))
+    (tmp_path / "main.c").write_text((runtime_dir() / "main.c").read_text())
+    (tmp_path / "te_version.h").write_text(render("te_version.h.j2", version="0.1.0"))
     (tmp_path / "te_port.h").write_text(ARM_PORT_H)
     (tmp_path / "te_model.h").write_text(FAKE_MODEL_H.format(
         input_bytes=490, output_count=12, sha="cd" * 32, out_scale="0.00390625", out_zp=-128))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -10,11 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-pytest.importorskip("tensorflow")
-pytest.importorskip("sklearn")
+from tinyedge.cli import cli
+from tinyedge.data import quantize_inputs
+from tinyedge.oracle import run_tflm
 
-from tinyedge.cli import cli  # noqa: E402
+# Checked without importing them: collecting this module must not load TensorFlow (the unit tier runs without it).
+pytestmark = pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("tensorflow", "sklearn")),
+                                reason="needs tensorflow and scikit-learn (pip install -e .[dev])")
 
 ROOT = Path(__file__).resolve().parents[1]
 SUPPORTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "SOFTMAX"}
@@ -33,11 +39,10 @@ def quantized(digits, tmp_path_factory) -> tuple[Path, str]:
 
 
 def _read(path: Path):
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
     return schema, schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
 
 
+@pytest.mark.unit
 def test_cli_import_does_not_import_tensorflow():
     code = (
         "import sys, tinyedge.cli, tinyedge.commands.quantize, tinyedge.quantize; "
@@ -48,6 +53,7 @@ def test_cli_import_does_not_import_tensorflow():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_example_splits(digits):
     for name, low in (("train", 900), ("calib", 150), ("test", 300)):
         with np.load(digits[name]) as f:
@@ -58,6 +64,7 @@ def test_example_splits(digits):
         assert set(np.unique(y)) == set(range(10))
 
 
+@pytest.mark.slow
 def test_int8_in_out_and_supported_ops(quantized):
     out, _ = quantized
     schema, model = _read(out)
@@ -73,6 +80,7 @@ def test_int8_in_out_and_supported_ops(quantized):
     assert ops.count("CONV_2D") == 2 and ops[-1] == "SOFTMAX"
 
 
+@pytest.mark.slow
 def test_accuracy_and_report(quantized, digits):
     out, output = quantized
     report = json.loads(out.with_suffix(".json").read_text())
@@ -81,7 +89,6 @@ def test_accuracy_and_report(quantized, digits):
     assert report["samples"] == n_test >= 300
     assert report["float_accuracy"] >= 0.95
     assert report["int8_accuracy"] >= report["float_accuracy"] - 0.01
-    import hashlib
 
     data = out.read_bytes()
     assert report["sha256"] == hashlib.sha256(data).hexdigest()
@@ -91,11 +98,9 @@ def test_accuracy_and_report(quantized, digits):
     assert "float" in output and "int8" in output and f"{report['int8_accuracy']:.4f}" in output
 
 
+@pytest.mark.slow
 def test_int8_accuracy_matches_tflm(quantized, digits):
     """The report's int8 accuracy is TFLM's, recomputed independently here."""
-    from tinyedge.data import quantize_inputs
-    from tinyedge.oracle import run_tflm
-
     out, _ = quantized
     report = json.loads(out.with_suffix(".json").read_text())
     with np.load(digits["test"]) as f:
@@ -115,6 +120,7 @@ def bad_files(tmp_path, digits) -> dict[str, Path]:
     return {"no_y": tmp_path / "no_y.npz", "shape": tmp_path / "shape.npz", "junk": tmp_path / "junk.keras"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case, needle",
     [
@@ -147,9 +153,10 @@ def test_bad_inputs_fail_cleanly_and_keep_out(case, needle, digits, bad_files, t
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.tflite"]  # no temp file left behind
 
 
+@pytest.mark.slow
 def test_float_ops_are_rejected(tmp_path, digits):
     """Ops without int8 kernels are kept in float by the converter; quantize refuses that."""
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415  (TensorFlow: only the slow tier loads it)
 
     class Sine(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 1], tf.float32)])
@@ -159,14 +166,16 @@ def test_float_ops_are_rejected(tmp_path, digits):
     module = Sine()
     tf.saved_model.save(module, str(tmp_path / "sine"), signatures=module.__call__)
     out = tmp_path / "sine.tflite"
-    result = CliRunner().invoke(cli, ["quantize", str(tmp_path / "sine"), "--calib", str(digits["calib"]), "-o", str(out)])
+    result = CliRunner().invoke(cli, ["quantize", str(tmp_path / "sine"), "--calib", str(digits["calib"]),
+                                      "-o", str(out)])
     assert result.exit_code != 0 and "not full-integer" in result.stderr and "SIN" in result.stderr
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_saved_model_directory(tmp_path, digits):
     """A SavedModel export of the same network converts to the same ops and accuracy."""
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415  (TensorFlow: only the slow tier loads it)
 
     tf.keras.models.load_model(digits["model"], compile=False).export(str(tmp_path / "sm"), verbose=False)
     out = tmp_path / "sm.tflite"
@@ -180,6 +189,7 @@ def test_saved_model_directory(tmp_path, digits):
     assert report["int8_accuracy"] >= report["float_accuracy"] - 0.01
 
 
+@pytest.mark.slow
 def test_tensorflow_missing_is_a_clear_error(monkeypatch, digits, tmp_path):
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # makes `import tensorflow` raise ImportError
     result = CliRunner().invoke(
@@ -189,6 +199,7 @@ def test_tensorflow_missing_is_a_clear_error(monkeypatch, digits, tmp_path):
     assert "TensorFlow is not installed" in result.stderr and "pip install 'tinyedge[tf]'" in result.stderr
 
 
+@pytest.mark.unit
 def test_help_lists_options():
     result = CliRunner().invoke(cli, ["quantize", "--help"])
     assert result.exit_code == 0

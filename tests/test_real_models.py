@@ -30,6 +30,7 @@ def _inputs(graph, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(-128, 128, size=(N,) + tuple(graph.input.shape), dtype=np.int8)
 
 
+@pytest.mark.slow  # the first host build compiles the kernels (~8 s): see test_kernels_diff
 @pytest.mark.parametrize("name", MODELS)
 def test_host_parity_100_inputs(name, tmp_path):
     graph = load_model(shared_model(name))
@@ -48,6 +49,7 @@ needs_tools = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @needs_tools
 @pytest.mark.parametrize("name", MODELS)
 def test_qemu_parity_100_inputs(name, tmp_path, pio_core):
@@ -83,6 +85,7 @@ def count_macs(path) -> int:
     return total
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name,approx", [("kws_ref_model.tflite", 2.66e6), ("ad01_int8.tflite", 0.26e6)])
 def test_inspect_counts_macs(name, approx):
     path = shared_model(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,8 @@ def fit_shape(x: np.ndarray, shape: tuple[int, ...], path: str | Path = "data") 
     return x.reshape((len(x),) + tuple(shape))
 
 
-def quantize_inputs(x: np.ndarray, scale: float, zero_point: int, dtype=np.int8) -> np.ndarray:
+def quantize_inputs(x: np.ndarray, scale: float, zero_point: int,
+                    dtype: type[np.signedinteger[Any]] = np.int8) -> np.ndarray:
     """Float inputs to int8 the way TFLite's QUANTIZE does: round half away from zero, add zero point, clamp."""
     if x.dtype == dtype:
         return x
@@ -69,4 +71,5 @@ def quantize_inputs(x: np.ndarray, scale: float, zero_point: int, dtype=np.int8)
     # std::round: half away from zero (numpy's round would take ties to even).
     whole = np.trunc(scaled)
     q = np.where(np.abs(scaled - whole) == 0.5, whole + np.sign(scaled), np.round(scaled))
-    return np.clip(q + zero_point, info.min, info.max).astype(dtype)
+    out: np.ndarray = np.clip(q + zero_point, info.min, info.max).astype(dtype)
+    return out

@@ -5,11 +5,13 @@ Never ``tf.lite.Interpreter``: it requantizes FULLY_CONNECTED differently by one
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
-def _interpreter(model: bytes, arena_size: int):
-    from tflite_micro import runtime
+def _interpreter(model: bytes, arena_size: int) -> Any:  # tflite_micro ships no type information
+    from tflite_micro import runtime  # noqa: PLC0415  (loads the interpreter's native library: on first use)
 
     return runtime.Interpreter.from_bytes(model, arena_size=arena_size)
 

@@ -6,8 +6,9 @@ import logging
 import shlex
 import shutil
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any
 
 from .errors import ToolError
 
@@ -38,7 +39,7 @@ def run(
     what: str | None = None,
     hint: str = "run the command shown above by hand to see the full output",
     stdin_bytes: bytes | None = None,
-) -> subprocess.CompletedProcess:
+) -> subprocess.CompletedProcess[Any]:  # [str], or [bytes] with stdin_bytes
     """Run ``cmd``, logging the exact command line; raise ToolError on failure when ``check``.
 
     ``what`` names the step for the error message (e.g. "pio run"). With ``stdin_bytes`` the
@@ -74,8 +75,8 @@ def popen(
     *,
     cwd: str | Path | None = None,
     env: Mapping[str, str] | None = None,
-    **kwargs,
-) -> subprocess.Popen:
+    **kwargs: Any,
+) -> subprocess.Popen[Any]:
     """Start a long-running process (e.g. QEMU), logging the exact command line."""
     log.info("$ %s &", format_cmd(cmd))
     try:

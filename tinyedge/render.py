@@ -1,4 +1,5 @@
-"""Rendering of the Jinja templates in ``firmware_templates/`` (always StrictUndefined); the bottom layer, so every stage can render its own files."""
+"""Rendering of the Jinja templates in ``firmware_templates/`` (always StrictUndefined); the bottom layer,
+so every stage can render its own files."""
 
 from __future__ import annotations
 

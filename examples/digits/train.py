@@ -30,8 +30,9 @@ N_CALIB = 200
 
 def load_splits(seed: int = SEED) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The digits data as ``{"train"|"calib"|"test": (x, y)}``; x float32 (N, 8, 8, 1) in [0, 1]."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    # scikit-learn and TensorFlow load on first use: importing this file (the tests do) stays cheap.
+    from sklearn.datasets import load_digits  # noqa: PLC0415
+    from sklearn.model_selection import train_test_split  # noqa: PLC0415
 
     digits = load_digits()
     # Pixel values are 0..16; [0, 1] gives the int8 input scale 1/255 with zero point -128.
@@ -48,7 +49,7 @@ def load_splits(seed: int = SEED) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def build_model():
     """Conv -> pool -> conv -> dense -> softmax: only ops tinyedge's code generator supports."""
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415
 
     keras = tf.keras
     return keras.Sequential(
@@ -72,7 +73,7 @@ def train(out_dir: str | Path, *, epochs: int = EPOCHS, verbose: int = 0) -> dic
     """
     # Seeds alone are not enough: some TF kernels pick non-deterministic algorithms.
     os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415
 
     tf.keras.utils.set_random_seed(SEED)
     try:
@@ -116,7 +117,7 @@ def cached_train(cache_root: str | Path) -> dict[str, Path]:
     """``train()`` into ``cache_root/<key>`` unless already there; the key hashes this script and
     the TensorFlow version, so editing the recipe retrains. Safe when several processes race:
     each trains into a private folder and the first rename wins."""
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415
 
     key = hashlib.sha256(Path(__file__).read_bytes() + tf.__version__.encode()).hexdigest()[:16]
     root = Path(cache_root)

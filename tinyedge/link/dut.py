@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import numpy as np
 
 from ..errors import LinkError
 from . import protocol as P
-from .transport import ConnectionLost, Transport
+from .transport import Transport
 
 log = logging.getLogger("tinyedge.link")
 
@@ -200,7 +200,7 @@ class DutClient:
         delay = 0.1
         while True:
             try:
-                self.transport.reopen(0.0)  # type: ignore[attr-defined]
+                self.transport.reopen(0.0)
                 break
             except LinkError as exc:
                 if time.monotonic() + delay > deadline:
@@ -459,9 +459,13 @@ class DutClient:
         for attempt in range(self.retries + 1):
             if attempt:
                 self.counters.retries += 1
+
+            def done(ls: list[P.Line], got: dict[int, str] = got, total: str | None = total,
+                     n: int | None = layers) -> bool:
+                return complete(*merge(ls, got, total), n)  # this attempt's lines on top of what we have
+
             try:
-                lines = self.command("te-profile", timeout,
-                                     done=lambda ls: complete(*merge(ls, got, total), layers))
+                lines = self.command("te-profile", timeout, done=done)
             except CommandTimeout:
                 self.resync()
                 continue
@@ -469,8 +473,8 @@ class DutClient:
                 layers = sum(ln.kind == P.TE and ln.text.startswith("te-profile-")
                              and not ln.text.startswith("te-profile-total-") for ln in lines)
             got, total = merge(lines, got, total)
-            if complete(got, total, layers):
-                return P.parse_te_profile([got[i] for i in range(layers)] + [total])  # type: ignore[arg-type,list-item]
+            if total is not None and layers is not None and complete(got, total, layers):
+                return P.parse_te_profile([got[i] for i in range(layers)] + [total])
         raise P.ProtocolError(
             f"device at {self.url} did not give a complete `te-profile%` reply in {self.retries + 1} attempts "
             f"(have layers {sorted(got)} of {layers if layers is not None else '?'})",
@@ -513,6 +517,5 @@ class DutClient:
         self.transport.close()
 
 
-def _te_results(d: dict[str, object]) -> TeResults:
-    return TeResults(np.asarray(d["out"], dtype=np.int8), int(d["ticks"]),  # type: ignore[arg-type]
-                     d.get("in_crc"))  # type: ignore[arg-type]
+def _te_results(d: P.TeResultsFields) -> TeResults:
+    return TeResults(np.asarray(d["out"], dtype=np.int8), d["ticks"], d["in_crc"])

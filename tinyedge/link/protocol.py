@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 from ..errors import LinkError
 
@@ -269,7 +270,15 @@ def parse_te_info(text: str | list[str]) -> dict[str, str | int]:
 _RESULTS = re.compile(r"te-results-ticks=(\d+),out=\[(-?\d+(?:,-?\d+)*)?\](?:,in_crc=([0-9A-F]{4}))?")
 
 
-def parse_te_results(text: str) -> dict[str, object]:
+class TeResultsFields(TypedDict):
+    """A parsed ``te-results`` line."""
+
+    ticks: int
+    out: list[int]
+    in_crc: int | None
+
+
+def parse_te_results(text: str) -> TeResultsFields:
     """``te-results-ticks=T,out=[q0,q1,...],in_crc=XXXX`` -> ``{"ticks": T, "out": [q0, ...], "in_crc": int}``.
 
     ``in_crc`` (the CRC-16 of the input the inference ran on) is None from protocol-1 firmware.
@@ -300,8 +309,8 @@ _PROFILE_TOTAL = re.compile(r"te-profile-total-(\d+)")
 
 def parse_te_profile(texts: list[str]) -> dict[str, object]:
     """te-profile lines -> ``{"layers": [{"index", "name", "ticks"}], "total_ticks", "sum_ticks"}``."""
-    layers = []
-    total = None
+    layers: list[dict[str, Any]] = []
+    total: int | None = None
     for text in texts:
         m = _PROFILE_TOTAL.fullmatch(text)
         if m:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import serial
 
@@ -37,14 +37,14 @@ def _open_hint(url: str) -> str:
             "that you may open it (dialout group), and that no serial monitor holds it")
 
 
-def open_url(url: str, **kwargs) -> serial.SerialBase:
+def open_url(url: str, **kwargs: Any) -> serial.SerialBase:
     """``serial.serial_for_url(url, **kwargs)``, opened without dropping bytes that already arrived.
 
     pyserial's socket:// open() ends with reset_input_buffer(), which silently drops what already
     arrived: an emulator's boot banner, and bytes the raw log must keep.
     """
     port = serial.serial_for_url(url, do_not_open=True, **kwargs)
-    port.reset_input_buffer = lambda: None  # type: ignore[method-assign]
+    port.reset_input_buffer = lambda: None
     port.open()
     return port
 
@@ -125,7 +125,7 @@ class Transport:
                 return b""
             # Then take what is already buffered without waiting.
             self._port.timeout = 0
-            data = first + self._port.read(65536)
+            data: bytes = first + self._port.read(65536)
         except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
             # (pyserial raises TypeError/AttributeError when reading a port that was closed under it)
             raise ConnectionLost(
@@ -157,7 +157,7 @@ class Transport:
         finally:
             self.remove_raw_logs()
 
-    def __enter__(self) -> "Transport":
+    def __enter__(self) -> Transport:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,6 +10,7 @@ function names the TFLM/gemmlowp function it mirrors.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -203,6 +204,6 @@ def sat_doubling_high_mul16(a: int, b: int) -> int:
     return wrap16(_tdiv(a * b, 1 << 15))
 
 
-def int8_table(fn) -> np.ndarray:
+def int8_table(fn: Callable[[int], int]) -> np.ndarray:
     """The 256-entry table of an int8 -> int8 function, indexed by ``input + 128``."""
     return np.asarray([fn(v) for v in range(-128, 128)], dtype=np.int8)

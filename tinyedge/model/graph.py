@@ -8,6 +8,7 @@ builtin options as a dict).
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,14 @@ _DTYPES = {
 }
 
 
-def _schema():
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+def _schema() -> Any:  # the generated flatbuffer module carries no type information
+    # tflite_micro: imported on first use, so `tinyedge --help` and the board commands start fast.
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema  # noqa: PLC0415
 
     return schema
 
 
-def _enum_names(enum_cls) -> dict[int, str]:
+def _enum_names(enum_cls: type) -> dict[int, str]:
     return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
@@ -73,10 +75,11 @@ class Tensor:
 
     def q(self) -> tuple[float, int]:
         """Per-tensor (scale, zero point); raises if the tensor has no quantization."""
-        if not self.is_quantized:
+        if self.scale is None or not len(self.scale):
             raise ModelError(f"tensor {self.index} '{self.name}' has no quantization parameters",
                              "quantize the model with `tinyedge quantize`")
-        return float(self.scale[0]), int(self.zero_point[0]) if self.zero_point is not None and len(self.zero_point) else 0
+        zp = int(self.zero_point[0]) if self.zero_point is not None and len(self.zero_point) else 0
+        return float(self.scale[0]), zp
 
 
 @dataclass
@@ -155,14 +158,14 @@ def read_model_bytes(buf: bytes, name: str = "model") -> Graph:
             zp = np.asarray(t.quantization.zeroPoint if t.quantization.zeroPoint is not None else [0] * len(scale),
                             dtype=np.int64)
             qdim = int(t.quantization.quantizedDimension or 0)
-        data = None
+        data: np.ndarray | None = None
         buffer = model.buffers[t.buffer] if t.buffer < len(model.buffers) else None
         if buffer is not None and buffer.data is not None and len(buffer.data):
             raw = np.asarray(buffer.data, dtype=np.uint8).tobytes()
             np_type = _DTYPES.get(dtype)
             if np_type is not None:
                 data = np.frombuffer(raw, dtype=np_type).reshape(shape if shape else ())
-        elif buffer is not None and getattr(buffer, "offset", 0) and buffer.offset > 1:
+        elif buffer is not None and (getattr(buffer, "offset", None) or 0) > 1:
             raw = buf[buffer.offset: buffer.offset + buffer.size]
             np_type = _DTYPES.get(dtype)
             if np_type is not None:
@@ -191,10 +194,23 @@ def read_model_bytes(buf: bytes, name: str = "model") -> Graph:
 
 
 def load_model(path: str | Path) -> Graph:
-    """Read a ``.tflite`` file into a Graph; raise ModelError with what to try."""
+    """Read a ``.tflite`` file (or the ``model.tflite`` of a generated project folder) into a Graph;
+    raise ModelError with what to try (a directory that is neither a project nor a SavedModel is one)."""
     path = Path(path)
-    if not path.is_file():
+    name = path.stem
+    if path.is_dir() and (path / "tinyedge.json").is_file() and (path / "model.tflite").is_file():
+        # A project `tinyedge generate` wrote: its copy of the model, under the model's own name.
+        try:
+            name = str(json.loads((path / "tinyedge.json").read_text())["model"])
+        except (OSError, ValueError, KeyError, TypeError):
+            name = path.name
+        path = path / "model.tflite"
+    elif path.is_dir() and not (path / "saved_model.pb").is_file():
+        raise ModelError(f"{path} is a directory, not a .tflite file",
+                         "pass the .tflite file itself (or a project folder written by `tinyedge generate`)")
+    if not path.exists():
         raise ModelError(f"model file {path} does not exist", "check the path")
     if path.suffix in (".keras", ".h5") or path.is_dir():
-        raise ModelError(f"{path} is a Keras model, not a .tflite", f"run `tinyedge quantize {path} --calib DATA.npz -o model.tflite` first")
-    return read_model_bytes(path.read_bytes(), name=path.stem)
+        raise ModelError(f"{path} is a Keras model, not a .tflite",
+                         f"run `tinyedge quantize {path} --calib DATA.npz -o model.tflite` first")
+    return read_model_bytes(path.read_bytes(), name=name)

@@ -32,7 +32,8 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     return q_fixed, shift
 
 
-def conv_multipliers(input_scale: float, filter_scales: np.ndarray, output_scale: float, channels: int) -> tuple[list[int], list[int]]:
+def conv_multipliers(input_scale: float, filter_scales: np.ndarray, output_scale: float,
+                     channels: int) -> tuple[list[int], list[int]]:
     """PopulateConvolutionQuantizationParams: per-channel multipliers (per-tensor broadcast)."""
     mults, shifts = [], []
     for c in range(channels):
@@ -52,7 +53,8 @@ def fc_multiplier_per_tensor(input_scale: float, filter_scale: float, output_sca
     return quantize_multiplier(product / float(np.float32(output_scale)))
 
 
-def activation_range(activation: int, scale: float, zero_point: int, qmin: int = -128, qmax: int = 127) -> tuple[int, int]:
+def activation_range(activation: int, scale: float, zero_point: int, qmin: int = -128,
+                     qmax: int = 127) -> tuple[int, int]:
     """CalculateActivationRangeQuantized: quantize 0/6/±1 in float32 with TfLiteRound."""
     def q(f: float) -> int:
         return zero_point + int(tflite_round(float(np.float32(f) / np.float32(scale))))
@@ -73,7 +75,8 @@ def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
     Returns (input_multiplier, input_left_shift, diff_min).
     """
     integer_bits = 5
-    real = min(float(np.float32(beta)) * float(np.float32(input_scale)) * (1 << (31 - integer_bits)), float((1 << 31) - 1))
+    real = min(float(np.float32(beta)) * float(np.float32(input_scale)) * (1 << (31 - integer_bits)),
+               float((1 << 31) - 1))
     mult, left_shift = quantize_multiplier(real)
     max_input_rescaled = 1.0 * ((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << left_shift)
     diff_min = -int(math.floor(max_input_rescaled))

@@ -30,7 +30,8 @@ def parse_labels(text: str, where: str = "labels") -> list[str]:
         try:
             names = json.loads(stripped)
         except ValueError as exc:
-            raise DataError(f"{where} is not valid JSON: {exc}", "write a JSON list of strings, or one name a line") from None
+            raise DataError(f"{where} is not valid JSON: {exc}",
+                            "write a JSON list of strings, or one name a line") from None
         if not isinstance(names, list) or not all(isinstance(n, (str, int)) for n in names):
             raise DataError(f"{where} is not a JSON list of names", "write a JSON list of strings, or one name a line")
         return [str(n) for n in names]
@@ -67,7 +68,7 @@ def model_labels(model: str | Path | bytes) -> list[str]:
 
 def _metadata_entry(buf: bytes, wanted: str) -> str | None:
     try:
-        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema  # noqa: PLC0415
 
         model = schema.Model.GetRootAs(buf, 0)
         for i in range(model.MetadataLength()):

@@ -14,6 +14,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from ..score.figures import Timing  # the tick rules of tinyedge score
 from ..score.metrics import percentiles
 
@@ -211,7 +213,7 @@ class MonitorState:
             fw_sha = str(info.get("model_sha256", "")) or None
             mismatch = bool(self.model_sha256 and fw_sha and fw_sha.lower() != self.model_sha256.lower())
             timing = self.timing
-            lat = percentiles(self._lat)
+            lat = percentiles(np.asarray(self._lat, dtype=np.float64))
             recent_vals = list(self._recent)[-(recent or self._recent_n):]
             preds = [{"index": r["index"], "pred": r["pred"], "class": r["class"], "confidence": r["confidence"],
                       "latency_ms": r.get("latency_ms"), **({"label": r["label"], "correct": r["correct"]}

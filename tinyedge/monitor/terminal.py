@@ -9,9 +9,11 @@ the user presses ``q`` (``p`` pauses, ``r`` resets the statistics).
 from __future__ import annotations
 
 import os
+import select
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from rich.console import Console, Group
 from rich.panel import Panel
@@ -19,6 +21,10 @@ from rich.table import Table
 from rich.text import Text
 
 from .state import HIST_BINS
+
+if sys.platform != "win32":  # single key presses need a POSIX terminal
+    import termios
+    import tty
 
 KEYS_HELP = "q quit · p pause/resume · r reset statistics"
 
@@ -67,7 +73,8 @@ def render(snap: dict[str, Any]) -> Group:
     perf = Table.grid(padding=(0, 2))
     perf.add_column(style="dim")
     perf.add_column()
-    perf.add_row("inferences", f"{snap['count']}" + (f"  (recorded {snap['total']})" if snap["total"] != snap["count"] else ""))
+    recorded = f"  (recorded {snap['total']})" if snap["total"] != snap["count"] else ""
+    perf.add_row("inferences", f"{snap['count']}{recorded}")
     perf.add_row("inferences/s", f"{snap['rate']:.1f}")
     est = " (estimate)" if snap["latency_estimate"] else ""
     perf.add_row("latency ms", f"p50 {_ms(lat['p50'])}  p95 {_ms(lat['p95'])}  p99 {_ms(lat['p99'])}  "
@@ -144,31 +151,24 @@ def handle_key(monitor: Any, key: str) -> bool:
 class KeyReader:
     """Single key presses from a POSIX terminal (cbreak mode, restored on exit); a no-op elsewhere."""
 
-    def __init__(self, stream=None) -> None:
+    def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdin
-        self._old = None
+        self._old: list[Any] | None = None
         self.enabled = False
         try:
-            import termios  # noqa: F401
-
-            self.enabled = self.stream.isatty()
-        except (ImportError, AttributeError, ValueError):
+            self.enabled = sys.platform != "win32" and self.stream.isatty()
+        except (AttributeError, ValueError):
             self.enabled = False
 
-    def __enter__(self) -> "KeyReader":
-        if self.enabled:
-            import termios
-            import tty
-
+    def __enter__(self) -> KeyReader:
+        if self.enabled and sys.platform != "win32":
             fd = self.stream.fileno()
             self._old = termios.tcgetattr(fd)
             tty.setcbreak(fd)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._old is not None:
-            import termios
-
+        if self._old is not None and sys.platform != "win32":
             termios.tcsetattr(self.stream.fileno(), termios.TCSADRAIN, self._old)
 
     def read(self, timeout: float) -> str | None:
@@ -176,8 +176,6 @@ class KeyReader:
         if not self.enabled:
             time.sleep(timeout)
             return None
-        import select
-
         ready, _, _ = select.select([self.stream], [], [], timeout)
         if not ready:
             return None
@@ -191,7 +189,7 @@ def _until(monitor: Any, stop: Callable[[], bool] | None) -> bool:
 def run_terminal(monitor: Any, console: Console | None = None, *, keys: KeyReader | None = None,
                  refresh: float = 0.25, stop: Callable[[], bool] | None = None) -> None:
     """Draw the live dashboard until the monitor ends, ``stop()`` is true, or ``q`` is pressed."""
-    from rich.live import Live
+    from rich.live import Live  # noqa: PLC0415  (only the live view needs it)
 
     console = console or Console()
     keys = keys or KeyReader()

@@ -57,9 +57,9 @@ class DashboardServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}/"
 
-    def start(self) -> "DashboardServer":
+    def start(self) -> DashboardServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="tinyedge-dashboard", daemon=True)
         self._thread.start()
@@ -73,7 +73,7 @@ class DashboardServer:
         if self._thread is not None:
             self._thread.join(5)
 
-    def __enter__(self) -> "DashboardServer":
+    def __enter__(self) -> DashboardServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -20,14 +20,16 @@ import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..data import fit_shape, load_npz, quantize_inputs
 from ..errors import DataError, ModelError, ToolError
+from ..oracle import run_tflm
 
 log = logging.getLogger("tinyedge.quantize")
 
@@ -112,7 +114,7 @@ def quantize_model(
     tf = _import_tf()
     loaded = _load(tf, model)
     x_cal = fit_shape(x_cal, loaded.input_shape, calib).astype(np.float32)
-    if x_eval is not None:
+    if x_eval is not None and eval_data is not None:
         x_eval = fit_shape(x_eval, loaded.input_shape, eval_data).astype(np.float32)
 
     if len(x_cal) > max_calib:
@@ -149,8 +151,6 @@ def quantize_model(
     )
 
     if x_eval is not None and y_eval is not None:
-        from ..oracle import run_tflm
-
         float_out = np.concatenate(
             [loaded.predict(x_eval[i : i + loaded.batch]) for i in range(0, len(x_eval), loaded.batch)]
         )
@@ -195,12 +195,12 @@ def _check_model_path(model: Path) -> None:
         )
 
 
-def _import_tf():
+def _import_tf() -> Any:  # the tensorflow module (no type information)
     # Quiet TensorFlow's C++ start-up logging unless the user asked for it.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         with _quiet_native("tensorflow import"):  # oneDNN / absl start-up banners on fd 2
-            import tensorflow as tf
+            import tensorflow as tf  # noqa: PLC0415  (optional, heavy: the [tf] extra)
     except ImportError as exc:
         raise ToolError(f"TensorFlow is not installed ({exc})", "pip install 'tinyedge[tf]'") from None
     return tf
@@ -211,23 +211,23 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-def _load(tf, path: Path) -> _Loaded:
+def _load(tf: Any, path: Path) -> _Loaded:
     if path.is_dir():
         return _load_saved_model(tf, path)
     return _load_keras(tf, path)
 
 
-def _static_shape(shape, what: str) -> tuple[int, ...]:
+def _static_shape(shape: Iterable[int | None], what: str) -> tuple[int, ...]:
     dims = list(shape)[1:]
     if not dims or any(d is None for d in dims):
         raise ModelError(
             f"{what} has input shape {tuple(shape)}: all dimensions except the batch must be fixed",
             "give the model's Input layer a full shape, e.g. keras.Input(shape=(49, 10, 1))",
         )
-    return tuple(int(d) for d in dims)
+    return tuple(int(d) for d in dims if d is not None)  # (none is None: checked above)
 
 
-def _load_keras(tf, path: Path) -> _Loaded:
+def _load_keras(tf: Any, path: Path) -> _Loaded:
     try:
         model = tf.keras.models.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for bad files; all mean "cannot load"
@@ -247,11 +247,11 @@ def _load_keras(tf, path: Path) -> _Loaded:
     shape = _static_shape(inputs[0].shape, str(path))
 
     @tf.function(input_signature=[tf.TensorSpec([1, *shape], tf.float32)], autograph=False)
-    def fixed(x):
+    def fixed(x: Any) -> Any:
         return model(x, training=False)
 
     @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.float32)], autograph=False)
-    def batched(x):
+    def batched(x: Any) -> Any:
         return model(x, training=False)
 
     return _Loaded(
@@ -262,7 +262,7 @@ def _load_keras(tf, path: Path) -> _Loaded:
     )
 
 
-def _load_saved_model(tf, path: Path) -> _Loaded:
+def _load_saved_model(tf: Any, path: Path) -> _Loaded:
     try:
         obj = tf.saved_model.load(str(path))
     except Exception as exc:  # noqa: BLE001
@@ -291,7 +291,7 @@ def _load_saved_model(tf, path: Path) -> _Loaded:
     batch_fixed = spec.shape.as_list()[0] is not None
 
     @tf.function(input_signature=[tf.TensorSpec([1, *shape], tf.float32)], autograph=False)
-    def fixed(x):
+    def fixed(x: Any) -> Any:
         return sig(**{in_name: tf.cast(x, spec.dtype)})[out_name]
 
     return _Loaded(
@@ -335,7 +335,7 @@ def _quiet_native(what: str) -> Iterator[None]:
 def _quiet_converter() -> Iterator[None]:
     """Hide the converter's expected chatter: the deprecated-path notice, the float-input
     statistics warning and the C++ "fully_quantize: ..." line."""
-    from absl import logging as absl_logging
+    from absl import logging as absl_logging  # noqa: PLC0415  (comes with TensorFlow)
 
     verbosity = absl_logging.get_verbosity()
     absl_logging.set_verbosity(absl_logging.ERROR)
@@ -354,7 +354,7 @@ def _converter_message(exc: BaseException) -> str:
     return msg[:600]
 
 
-def _convert(tf, loaded: _Loaded, x_cal: np.ndarray) -> bytes:
+def _convert(tf: Any, loaded: _Loaded, x_cal: np.ndarray) -> bytes:
     def representative() -> Iterator[list[np.ndarray]]:
         for i in range(len(x_cal)):
             yield [x_cal[i : i + 1]]
@@ -380,7 +380,7 @@ def _convert(tf, loaded: _Loaded, x_cal: np.ndarray) -> bytes:
 
 def _tflite_info(model: bytes) -> dict[str, Any]:
     """Input/output types and quantization and the op list, read with TFLM's flatbuffer schema."""
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema  # noqa: PLC0415
 
     m = schema.ModelT.InitFromPackedBuf(model, 0)
     sg = m.subgraphs[0]
@@ -400,7 +400,7 @@ def _tflite_info(model: bytes) -> dict[str, Any]:
             float_ops.append(name)
     tin, tout = sg.tensors[sg.inputs[0]], sg.tensors[sg.outputs[0]]
 
-    def qparams(t) -> tuple[float, int]:
+    def qparams(t: Any) -> tuple[float, int]:
         q = t.quantization
         if q is None or q.scale is None or len(q.scale) == 0:
             return 0.0, 0
@@ -425,9 +425,8 @@ def _tflite_info(model: bytes) -> dict[str, Any]:
 def _classes(outputs: np.ndarray) -> np.ndarray:
     """Top-1 class per row; a single output unit is read as a probability with threshold 0.5."""
     outputs = outputs.reshape(len(outputs), -1)
-    if outputs.shape[1] == 1:
-        return (outputs[:, 0] > 0.5).astype(np.int64)
-    return np.argmax(outputs, axis=1).astype(np.int64)
+    classes: np.ndarray = (outputs[:, 0] > 0.5) if outputs.shape[1] == 1 else np.argmax(outputs, axis=1)
+    return classes.astype(np.int64)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
