@@ -22,6 +22,7 @@ from tflite_builder import ACT, ModelBuilder, options
 from tinyedge.boards import get_board
 from tinyedge.errors import BoardError, LinkError, TinyedgeError, ToolError
 from tinyedge.firmware import generate_project
+from tinyedge.link import connect
 from tinyedge.model import read_model_bytes
 from tinyedge.runners import RENODE_HINT, QemuRunner, RenodeRunner, Runner, SerialBoardRunner, deploy, runner_for
 from tinyedge.runners.qemu import free_port
@@ -125,6 +126,7 @@ def test_engine_the_board_lacks_is_a_board_error():
 
 
 # ------------------------------------------------------------------------------------------ Renode
+@pytest.mark.unit
 def test_renode_runner_without_renode_says_how_to_install(tiny, tmp_path, monkeypatch):
     project = generate_project(tiny, RENODE_BOARD, tmp_path / "p").path
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
@@ -142,6 +144,7 @@ Path(sys.argv[1]).write_text(json.dumps(sys.argv[2:]))
 
 
 @needs_tools
+@pytest.mark.slow
 def test_serial_runner_flashes_with_platformio_then_returns_the_port(tiny, tmp_path, pio_core, pty_port):
     """Real PlatformIO builds the project and runs its upload command with the board's port; the uploader
     (the one piece that needs hardware) is a script that records its arguments."""
@@ -164,7 +167,6 @@ def test_serial_runner_flashes_with_platformio_then_returns_the_port(tiny, tmp_p
 @pytest.mark.hil
 def test_serial_runner_on_real_hardware(tiny, tmp_path):
     """Opt-in: TINYEDGE_HIL_BOARD=<board id> TINYEDGE_HIL_PORT=/dev/ttyACM0 pytest -m hil tests/test_runners.py"""
-    from tinyedge.link import connect
 
     board_id, port = os.environ.get("TINYEDGE_HIL_BOARD"), os.environ.get("TINYEDGE_HIL_PORT")
     if not board_id or not port:
@@ -180,6 +182,7 @@ def test_serial_runner_on_real_hardware(tiny, tmp_path):
 
 # ------------------------------------------------------------------------------------------ QEMU and deploy
 @needs_tools
+@pytest.mark.slow
 def test_deploy_runs_in_qemu_and_stops_on_interrupt(tiny, tmp_path, pio_core):
     graph = read_model_bytes(tiny.read_bytes(), name="tiny")
     port = free_port()
@@ -203,6 +206,7 @@ def test_deploy_runs_in_qemu_and_stops_on_interrupt(tiny, tmp_path, pio_core):
 
 
 @needs_tools
+@pytest.mark.slow
 def test_qemu_runner_restarts_on_its_port(tiny, tmp_path, pio_core):
     with deploy(tiny, QEMU_BOARD, tmp_path / "p", core_dir=pio_core) as dep:
         runner = dep.runner
@@ -212,6 +216,7 @@ def test_qemu_runner_restarts_on_its_port(tiny, tmp_path, pio_core):
         assert first is not None and first.returncode is not None and runner.session is not first
 
 
+@pytest.mark.unit
 def test_deploy_checks_the_runner_before_building(tiny, tmp_path):
     with pytest.raises(LinkError, match="no serial port"):
         with deploy(tiny, REAL_BOARD, tmp_path / "p"):
@@ -219,6 +224,7 @@ def test_deploy_checks_the_runner_before_building(tiny, tmp_path):
     assert not (tmp_path / "p").exists()  # nothing generated
 
 
+@pytest.mark.unit
 def test_qemu_runner_needs_a_built_project(tiny, tmp_path):
     project = generate_project(tiny, QEMU_BOARD, tmp_path / "p").path
     with QemuRunner(get_board(QEMU_BOARD)) as runner, pytest.raises(ToolError, match="build it first"):

@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -110,7 +111,8 @@ class Matrix:
     def to_markdown(self) -> str:
         """A Markdown table, one board a row, then how each figure was obtained."""
         ran = any(r.measured or r.run_error for r in self.rows)
-        head = ["board", "core", "clock", "fits", "RAM needed / has", "flash needed / has", "est. latency", "est. energy"]
+        head = ["board", "core", "clock", "fits", "RAM needed / has", "flash needed / has",
+                "est. latency", "est. energy"]
         if ran:
             head += ["measured instructions", "measured latency", "measured energy", "parity"]
         lines = [f"# Compatibility matrix: {self.model}", "",
@@ -185,7 +187,8 @@ def compatibility_matrix(model: str | Path, boards: str | Iterable[str | Board] 
         "fits": "RAM = planned arena + input buffer + 4 KiB runtime (stack, buffers); flash = weights + code "
                 "(~ an estimate of 12 KiB until a build measures it): the check `tinyedge generate` applies",
         "est. latency": "ESTIMATE: MACs x instructions per MAC of the core / clock, one instruction per "
-                        "cycle; instructions per MAC measured in QEMU for tinyedge's C kernels (tinyedge.matrix.INSTR_PER_MAC)",
+                        "cycle; instructions per MAC measured in QEMU for tinyedge's C kernels "
+                        "(tinyedge.matrix.INSTR_PER_MAC)",
         "est. energy": "ESTIMATE: board power model (run current x voltage, from the datasheet named in the board "
                        "file) x estimated latency",
     }
@@ -212,7 +215,7 @@ def _random_inputs(graph: Any, n: int, path: Path) -> Path:
 def _run_emulated(graph: Graph, boards: list[Board], rows: list[Row], *, data: str | Path | None,
                   samples: int, work_dir: str | Path | None, core_dir: Path | None, say: Callable[[str], None]) -> None:
     own_dir = work_dir is None
-    root = Path(tempfile.mkdtemp(prefix="tinyedge-matrix-")) if own_dir else Path(work_dir)
+    root = Path(tempfile.mkdtemp(prefix="tinyedge-matrix-")) if work_dir is None else Path(work_dir)
     root.mkdir(parents=True, exist_ok=True)
     try:
         inputs = Path(data) if data else _random_inputs(graph, samples, root / "random_inputs.npz")

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from .. import __version__
 from ..boards import Board, get_board
+from ..codegen.cmodel import render_model, runtime_source
+from ..codegen.target import specialize
 from ..errors import FitError, TinyedgeError
 from ..model import Graph, load_model
 from ..model.ir import Program
 from ..model.memplan import MemoryPlan, plan_memory
 from ..model.program import build_program
-from ..codegen.cmodel import render_model, runtime_source
-from ..codegen.target import specialize
 from .project import project_files
 
 #: RAM the firmware needs beside the arena: stack, the input buffer copy, command line buffer.
@@ -76,7 +76,8 @@ class GeneratedProject:
     fit: FitReport
 
 
-def project_sources(graph: Graph, board: Board, *, mlperf_id: str | None = None) -> tuple[dict[str, str | bytes], Program, MemoryPlan, FitReport]:
+def project_sources(graph: Graph, board: Board, *, mlperf_id: str | None = None
+                    ) -> tuple[dict[str, str | bytes], Program, MemoryPlan, FitReport]:
     """All files of the project in memory (nothing written), after the support and fit checks."""
     program = specialize(build_program(graph), board)  # the board's fastest exact kernels (DSP where it has it)
     plan = plan_memory(program)

@@ -208,7 +208,8 @@ class QemuSession:
         """The error to raise for a QEMU that exited ``when`` (e.g. "at start"), with its stderr and command."""
         err = self.stderr_text()
         if "Address already in use" in err or "Failed to bind" in err:
-            return LinkError(f"QEMU cannot listen on TCP port {self.port}: {err}", "pick another --serial-port or leave it out")
+            return LinkError(f"QEMU cannot listen on TCP port {self.port}: {err}",
+                             "pick another --serial-port or leave it out")
         return ToolError(
             f"QEMU exited with code {self.returncode}" + (f" {when}" if when else "") + (f": {err}" if err else ""),
             f"run it by hand: {proc.format_cmd(qemu_command(self.board, self.elf, self.port, icount=self.icount))}",

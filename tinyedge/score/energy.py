@@ -109,7 +109,8 @@ def read_trace(path: str | Path, *, voltage_v: float | None = None) -> tuple[np.
             volts = np.full(len(data), float(voltage_v))
             desc = f"column {c[0]} x {voltage_v:g} V"  # type: ignore[index]
         else:
-            raise DataError(f"power trace {path} has current but no voltage", "add a voltage_v column or pass --voltage")
+            raise DataError(f"power trace {path} has current but no voltage",
+                            "add a voltage_v column or pass --voltage")
         power = data[:, 1] * c[1] * volts  # type: ignore[index]
     return time_s, power, data[:, 2] != 0, desc
 
