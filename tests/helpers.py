@@ -265,6 +265,7 @@ HOST_PORT_H = r"""
 #define TE_CLOCK_HZ 25000000u
 void te_port_init(void);
 int te_port_getc(void);
+int te_port_poll(void);
 void te_port_putc(char c);
 void te_port_puts(const char *s);
 uint64_t te_timer_ticks(void);
@@ -322,6 +323,14 @@ int te_port_getc(void) {
     flush_out();
     if (recv(g_fd, &c, 1, 0) != 1) exit(0);
     return c;
+}
+
+int te_port_poll(void) {
+    unsigned char c;
+    flush_out(); /* what was said before a long command reaches the host while it runs */
+    ssize_t n = recv(g_fd, &c, 1, MSG_DONTWAIT);
+    if (n == 0) exit(0);
+    return n == 1 ? c : -1;
 }
 
 void te_port_putc(char c) {

@@ -240,3 +240,106 @@ def test_main_compiles_for_cortex_m4_without_libc_printf(tmp_path):
     # emit for loops: no printf, no libm.
     allowed = re.compile(r"(te_\w+|__te_(flash|ram)_(start|end)|__aeabi_\w+|mem(cpy|set|move)|strlen)$")
     assert all(allowed.match(s) for s in undefined), undefined
+
+
+# ------------------------------------------------------------------ limits, break byte, rejected input (issue 11)
+NO_INPUT = "e-[No valid input: the last te-load was rejected; load the input again]"
+
+
+def _read_until(dut, pred, timeout: float = 5.0) -> list[str]:
+    """Reply lines up to and including the first one for which ``pred(text)`` holds."""
+    got: list[str] = []
+    while True:
+        line = dut._next_line(timeout)
+        assert line is not None, f"no line within {timeout} s after {got}"
+        got.append(line.text)
+        if pred(line.text):
+            return got
+
+
+def test_iteration_counts_over_the_maximum_are_refused(dut):
+    dut.wait_ready(5)
+    dut.load_input(bytes(40))
+    c = lambda s: texts(dut.command(s, check=False, timeout=5))  # noqa: E731
+    # 99999999 inferences used to lock the device for hours: refused at once, the device answers on
+    assert c("infer 99999999") == ["e-[Inference iterations must be <=1000000]"]
+    assert c("infer 1000001 0") == ["e-[Inference iterations must be <=1000000]"]
+    assert c("infer 1 1000001") == ["e-[Inference warmup must be <=1000000]"]
+    assert c("te-stream 1000001") == ["e-[te-stream count must be <=1000000]"]
+    assert c("infer 99999999999999999999") == ["e-[Inference iterations must be <=1000000]"]  # saturates
+    assert dut.name() == "dut-[tinyedge]"
+    assert dut.infer(2, 1).results  # counts within the maximum still run
+
+
+def test_break_byte_stops_a_long_infer_and_the_device_answers_next(dut):
+    dut.wait_ready(5)
+    dut.load_input(bytes(40))
+    # timed phase: stopped promptly, with how far it got; bytes after the break are the next command
+    dut.transport.write(b"infer 1000000 0%")
+    assert _read_until(dut, lambda t: t.startswith("m-lap-us-"))[:1] == ["m-warmup-start-0"]
+    t0 = time.monotonic()
+    dut.transport.write(b"\x03name%")
+    got = _read_until(dut, lambda t: t.startswith("e-["), timeout=5)
+    m = re.fullmatch(r"e-\[infer interrupted after (\d+) of 1000000\]", got[-1])
+    assert m and 0 < int(m.group(1)) < 1000000, got
+    assert time.monotonic() - t0 < 2.0
+    assert _read_until(dut, lambda t: True) == ["m-ready"]  # no second lap, no results: the reply ends
+    assert _read_until(dut, lambda t: True) == ["m-name-dut-[tinyedge]"]
+    assert _read_until(dut, lambda t: True) == ["m-ready"]
+    # warmup phase
+    dut.transport.write(b"infer 1 1000000%")
+    _read_until(dut, lambda t: t == "m-warmup-start-1000000")
+    dut.transport.write(b"\x03")
+    assert re.fullmatch(r"e-\[infer warmup interrupted after \d+ of 1000000\]",
+                        _read_until(dut, lambda t: t.startswith("e-["))[-1])
+    assert _read_until(dut, lambda t: True) == ["m-ready"]
+    # the client's way: interrupt() then resync; a break at an idle device is ignored
+    dut.transport.write(b"infer 1000000 0%")
+    _read_until(dut, lambda t: t.startswith("m-infer-start-"))
+    dut.interrupt()
+    dut.interrupt()
+    assert dut.infer(1, 0).results and dut.name() == "dut-[tinyedge]"
+
+
+def test_break_byte_stops_a_long_te_stream(dut):
+    dut.wait_ready(5)
+    dut.load_input(bytes(40))
+    dut.transport.write(b"te-stream 1000000%")
+    _read_until(dut, lambda t: t.startswith("te-s-2,"))
+    dut.transport.write(b"\x03")
+    got = _read_until(dut, lambda t: t.startswith("e-["))
+    assert all(t.startswith("te-s-") for t in got[:-1])
+    m = re.fullmatch(r"e-\[te-stream interrupted after (\d+) of 1000000\]", got[-1])
+    assert m and int(m.group(1)) >= 3
+    assert _read_until(dut, lambda t: True) == ["m-ready"]
+    assert len(dut.stream(3)) == 3
+
+
+def test_no_inference_on_a_rejected_te_load(dut):
+    dut.wait_ready(5)
+    x = np.arange(40, dtype=np.int8)
+    crc = P.crc16_ccitt_false(x.tobytes())
+    dut.load(x.tobytes())
+    assert dut.te_infer(crc).in_crc == crc
+    bad = b"te-load 40 %04X%%" % (crc ^ 1) + P.cobs_encode(x.tobytes()) + b"\x00"
+    assert texts(dut._exchange("raw", bad, 5, False, None))[0].startswith("e-[te-load: frame gave 40 bytes")
+    # every command that infers refuses instead of running on the rejected bytes
+    for cmd in ("te-infer", "infer 1 0", "infer", "te-profile", "te-stream 3"):
+        assert texts(dut.command(cmd, check=False, timeout=5)) == [NO_INPUT], cmd
+    with pytest.raises(DeviceError, match="No valid input"):
+        dut.te_infer()
+    assert dut.te_results().in_crc == crc  # the last real result is still there, with its input's CRC
+    # a good te-load makes the buffer valid again ...
+    y = np.full(40, 3, dtype=np.int8)
+    dut.load(y.tobytes())
+    assert np.array_equal(dut.te_infer(P.crc16_ccitt_false(y.tobytes())).out, fake_outputs(y[None], 4)[0])
+    # ... and so does a complete MLPerf db load
+    assert texts(dut._exchange("raw", bad, 5, False, None))[0].startswith("e-[te-load: frame gave")
+    assert texts(dut.command("infer 1 0", check=False, timeout=5)) == [NO_INPUT]
+    dut.load_input(x.tobytes())
+    r = dut.infer(1, 0)
+    assert np.allclose(r.results, (fake_outputs(x[None], 4)[0].astype(np.float64) + 128) * 0.00390625, atol=0.0015)
+    # a te-load refused for its arguments stores nothing and leaves the input valid
+    assert texts(dut._exchange("raw", b"te-load 41 0000%\x02\x01\x00", 5, False, None))[0].startswith(
+        "e-[te-load: 41 bytes")
+    assert dut.te_infer().in_crc == crc

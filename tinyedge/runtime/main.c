@@ -44,6 +44,16 @@
 #define TE_PROTOCOL_VERSION 2u
 #define CMD_MAX 80u  /* EE_CMD_SIZE of the reference API */
 #define MAX_TOKENS 6u
+/* Most inferences one `infer N W` (N and W each) or `te-stream N` may ask for. The MLPerf runner's
+ * performance mode sizes N to fill about 10 s: a million covers a model of 10 us per inference, far
+ * faster than any MCU model of the benchmark, while a typo such as `infer 99999999` is refused
+ * instead of locking the device for hours. */
+#define TE_MAX_ITERATIONS 1000000L
+#define TE_MAX_ITERATIONS_TEXT "1000000"
+/* Break byte: Ctrl-C (ETX). Received while `infer` or `te-stream` runs, it stops them between two
+ * inferences (docs/protocol.md); anywhere else it is ignored. */
+#define TE_BREAK_BYTE 0x03
+#define TYPEAHEAD 128u /* bytes (not the break) kept when they arrive during a long command */
 
 /* USER CODE BEGIN definitions */
 
@@ -228,6 +238,61 @@ static uint16_t g_db_crc;                  /* CRC-16 of all of g_db, valid when 
 static int g_db_crc_ok;
 static uint16_t g_last_in_crc;             /* CRC-16 of the input of the last inference */
 static uint32_t g_layer_ticks[TE_NUM_LAYERS];
+static int g_db_valid = 1;                 /* 0 after a rejected te-load: never infer on its bytes */
+static uint8_t g_typeahead[TYPEAHEAD];     /* bytes received during a long command, read first */
+static uint32_t g_ta_head, g_ta_len;
+
+/* ------------------------------------------------------------------ input: typeahead and break */
+
+/* The next received byte: typeahead first, then the port (blocking). */
+static int next_byte(void) {
+    if (g_ta_len) {
+        int c = g_typeahead[g_ta_head];
+        g_ta_head = (g_ta_head + 1u) % TYPEAHEAD;
+        g_ta_len--;
+        return c;
+    }
+    return te_port_getc();
+}
+
+/* Between two inferences of a long command: read what has arrived without blocking. Returns 1 when
+ * the break byte came; other bytes are kept for the command loop (beyond TYPEAHEAD they are dropped,
+ * as a UART without a reader would drop them). */
+static int break_requested(void) {
+    int brk = 0;
+    for (;;) {
+        int c = te_port_poll();
+        if (c < 0) {
+            return brk;
+        }
+        if (c == TE_BREAK_BYTE) {
+            brk = 1;
+        } else if (g_ta_len < TYPEAHEAD) {
+            g_typeahead[(g_ta_head + g_ta_len) % TYPEAHEAD] = (uint8_t)c;
+            g_ta_len++;
+        }
+    }
+}
+
+static void say_interrupted(const char *what, long done, long of) {
+    line_begin();
+    out_s("e-[");
+    out_s(what);
+    out_s(" interrupted after ");
+    out_u64((uint64_t)done);
+    out_s(" of ");
+    out_u64((uint64_t)of);
+    out_c(']');
+    line_end();
+}
+
+/* 1 when the buffer holds an input to infer on; else says why not (e- line) and returns 0. */
+static int input_valid(void) {
+    if (!g_db_valid) {
+        say("e-[No valid input: the last te-load was rejected; load the input again]");
+    }
+    return g_db_valid;
+}
 
 #ifndef TE_HOST
 extern const char __te_flash_start[], __te_flash_end[], __te_ram_start[], __te_ram_end[];
@@ -326,19 +391,34 @@ static void cmd_infer(char **tok, uint32_t ntok) {
             say("e-[Inference iterations must be >0]");
             return;
         }
+        if (n > TE_MAX_ITERATIONS) {
+            say("e-[Inference iterations must be <=" TE_MAX_ITERATIONS_TEXT "]");
+            return;
+        }
         if (ntok > 2) {
             w = parse_long(tok[2]);
             if (w < 0) {
                 say("e-[Inference warmup must be >=0]");
                 return;
             }
+            if (w > TE_MAX_ITERATIONS) {
+                say("e-[Inference warmup must be <=" TE_MAX_ITERATIONS_TEXT "]");
+                return;
+            }
         }
+    }
+    if (!input_valid()) {
+        return;
     }
     line_begin();
     out_s("m-warmup-start-");
     out_u64((uint64_t)w);
     line_end();
     for (long i = 0; i < w; i++) {
+        if (i > 0 && break_requested()) {
+            say_interrupted("infer warmup", i, w);
+            return;
+        }
         infer_once();
     }
     say("m-warmup-done");
@@ -348,6 +428,11 @@ static void cmd_infer(char **tok, uint32_t ntok) {
     line_end();
     timestamp();
     for (long i = 0; i < n; i++) {
+        /* one poll per inference: a register read on a board, inside the timed window (negligible) */
+        if ((i > 0 || w > 0) && break_requested()) {
+            say_interrupted("infer", i, n);
+            return;
+        }
         infer_once();
     }
     timestamp();
@@ -427,6 +512,7 @@ static void cmd_db(char **tok, uint32_t ntok) {
         for (uint32_t i = 0; i < len; i += 2u) {
             g_db[g_db_pos++] = (uint8_t)((hex_val(hex[i]) << 4) | hex_val(hex[i + 1u]));
             if (g_db_pos == g_db_size) {
+                g_db_valid = 1;
                 say("m-load-done");
                 return; /* the reference disregards the remaining digits */
             }
@@ -452,6 +538,7 @@ static void cmd_help(void) {
     say("te-results   : tinyedge: int8 outputs and ticks of the last inference");
     say("te-profile   : tinyedge: one inference with per-layer ticks");
     say("te-stream N  : tinyedge: N inferences, one line each");
+    say("Ctrl-C (0x03): stop a running infer or te-stream");
 }
 
 /* ------------------------------------------------------------------ tinyedge extensions */
@@ -524,6 +611,9 @@ static void cmd_te_results(void) {
 }
 
 static void cmd_te_infer(void) {
+    if (!input_valid()) {
+        return;
+    }
     infer_once();
     cmd_te_results();
 }
@@ -556,7 +646,7 @@ static void cmd_te_load(char **tok, uint32_t ntok) {
     int overflow = 0;
     int zero_pending = 0;
     for (;;) {
-        int code = te_port_getc();
+        int code = next_byte();
         if (code <= 0) {
             break; /* 0x00 ends the frame */
         }
@@ -569,7 +659,7 @@ static void cmd_te_load(char **tok, uint32_t ntok) {
         }
         int ended = 0;
         for (int i = 1; i < code; i++) {
-            int b = te_port_getc();
+            int b = next_byte();
             if (b <= 0) {
                 ended = 1;
                 break;
@@ -607,6 +697,7 @@ static void cmd_te_load(char **tok, uint32_t ntok) {
     if (overflow || pos != (uint32_t)n || got != (uint16_t)want) {
         g_db_size = 0; /* the buffer holds a broken input: send it again */
         g_db_pos = 0;
+        g_db_valid = 0;
         line_begin();
         out_s("e-[te-load: frame gave ");
         out_u64((uint64_t)pos);
@@ -622,6 +713,7 @@ static void cmd_te_load(char **tok, uint32_t ntok) {
     }
     g_db_size = (uint32_t)n;
     g_db_pos = (uint32_t)n;
+    g_db_valid = 1;
     line_begin();
     out_s("te-load-");
     out_u64((uint64_t)n);
@@ -639,6 +731,9 @@ static void out_name(const char *s) {
 }
 
 static void cmd_te_profile(void) {
+    if (!input_valid()) {
+        return;
+    }
     copy_input();
     uint64_t t0 = te_timer_ticks();
     te_model_invoke_profiled(te_timer_ticks, g_layer_ticks);
@@ -667,7 +762,18 @@ static void cmd_te_stream(char **tok, uint32_t ntok) {
         say("e-[te-stream needs a count >0, e.g. 'te-stream 10']");
         return;
     }
+    if (n > TE_MAX_ITERATIONS) {
+        say("e-[te-stream count must be <=" TE_MAX_ITERATIONS_TEXT "]");
+        return;
+    }
+    if (!input_valid()) {
+        return;
+    }
     for (long seq = 0; seq < n; seq++) {
+        if (seq > 0 && break_requested()) {
+            say_interrupted("te-stream", seq, n);
+            return;
+        }
         uint64_t ticks = infer_once();
         uint32_t top = 0;
         for (uint32_t i = 1; i < TE_OUTPUT_COUNT; i++) {
@@ -761,7 +867,7 @@ int main(void) {
     say("m-init-done");
     say("m-ready");
     for (;;) {
-        int c = te_port_getc();
+        int c = next_byte();
         if (c == '%') {
             cmd[len] = '\0';
             if (overflow) {
@@ -772,9 +878,9 @@ int main(void) {
             }
             len = 0;
             overflow = 0;
-        } else if (c == '\r' || c == '\n' || c <= 0) {
+        } else if (c == '\r' || c == '\n' || c <= 0 || c == TE_BREAK_BYTE) {
             /* line endings from terminals are not part of commands; NUL (a host ending a te-load
-             * frame whose terminator was lost) is ignored too */
+             * frame whose terminator was lost) and a break with nothing to stop are ignored too */
         } else if (len < CMD_MAX) {
             cmd[len++] = (char)c;
         } else {
