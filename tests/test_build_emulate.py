@@ -255,8 +255,16 @@ def test_firmware_runs_in_qemu(built, board):
         assert (source, int(hz)) == ("systick", board.clock_hz)
         # The firmware's own view of its size (linker symbols) agrees with arm-none-eabi-size.
         assert int(flash_used) == result.flash_bytes and int(ram_used) == result.ram_bytes
+        check_poll(link)
         link.write(b"exit 7\n")
         assert qemu.wait(timeout=20) == 7
+
+
+def check_poll(link) -> None:
+    """te_port_poll: -1 with nothing waiting, then the byte the host sends (the break-byte check needs it)."""
+    assert ask(link, "poll") == "poll -1"
+    link.write(b"Z")
+    assert link.readline().decode().strip() == "poll got 90"
 
 
 def measure(board, elf, loops: list[int]) -> list[int]:
@@ -334,6 +342,7 @@ def test_other_uart_drivers_in_qemu(tmp_path, board, pio_core, machine):
         assert ask(link, "echo driver") == "echo: driver"
         assert ask(link, "info").split()[1:3] == ["systick", str(variant.clock_hz)]
         assert int(ask(link, "ticks 50").split()[1]) > 0
+        check_poll(link)
         link.write(b"exit 4\n")
         assert qemu.wait(timeout=20) == 4
 
