@@ -59,3 +59,27 @@ class LinkError(TinyedgeError):
 
 class SLOError(TinyedgeError):
     """An SLO expression is malformed or names an unknown report key."""
+
+
+class OracleError(TinyedgeError):
+    """The TFLM reference interpreter (run in a child process) refused the model, crashed or stopped
+    answering. ``kind`` is "refused", "crashed" or "timeout"."""
+
+    def __init__(self, problem: str, hint: str = "", kind: str = "refused") -> None:
+        super().__init__(problem, hint)
+        self.kind = kind
+
+
+class DeviceStalled(LinkError):
+    """The device sent no valid byte for longer than the stall deadline, and resynchronising or
+    reconnecting within the deadline did not bring it back: the run stops (exit code 3) and keeps
+    what was harvested.
+
+    ``report`` is the partial report written before raising (set by ``tinyedge.score.score``).
+    """
+
+    exit_code = 3
+
+    def __init__(self, problem: str, hint: str = "") -> None:
+        super().__init__(problem, hint)
+        self.report: object | None = None

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .boards import Board, get_board
+from .data import load_npz
 from .errors import TinyedgeError
 from .firmware import BuildResult
 from .quantize import QuantizeReport, quantize_model
@@ -48,17 +49,21 @@ def run_pipeline(
     power_trace: str | Path | None = None,
     progress: bool = True,
     force: bool = False,
+    stall_timeout: float | None = None,
+    allow_nonfinite: bool = False,
     say: Callable[[str], None] = lambda s: None,
 ) -> RunResult:
     """Quantize (when MODEL is Keras), generate, build with PlatformIO, run (QEMU, or flash and use
     ``port`` on a real board) and score. Every artefact lands in ``out_dir``.
 
-    ``slos`` and ``power_trace`` are passed to :func:`tinyedge.score.score`; ``force`` to
+    ``slos``, ``power_trace`` and ``stall_timeout`` are passed to :func:`tinyedge.score.score` (a stalled
+    device raises DeviceStalled, the partial report written); ``force`` to
     :func:`tinyedge.firmware.generate_project` (overwrite edited generated files of ``out_dir/project``).
     """
     model, data, out_dir = Path(model), Path(data), Path(out_dir)
     board = board if isinstance(board, Board) else get_board(board)
     runner_for(board, port=port, core_dir=core_dir)  # a real board without a port fails before quantizing
+    load_npz(data, allow_nonfinite=allow_nonfinite)  # and so does bad data (NaN, text, no samples)
     out_dir.mkdir(parents=True, exist_ok=True)
     qreport = None
     if is_keras_model(model):
@@ -85,5 +90,5 @@ def run_pipeline(
         say(f"[5/5] score over {dep.url}")
         report = score(dep.url, data, model=dep.project.graph, board=dep.project.board, out_dir=out_dir / "score",
                        limit=limit, slos=slos, allow_model_mismatch=allow_model_mismatch, progress=progress,
-                       power_trace=power_trace)
+                       power_trace=power_trace, stall_timeout=stall_timeout, allow_nonfinite=allow_nonfinite)
     return RunResult(model, dep.project.path, dep.build, report, qreport)

@@ -13,6 +13,7 @@ from ..errors import TinyedgeError
 from ..monitor import Monitor
 from ..monitor.terminal import plain_line, run_plain, run_terminal
 from ..monitor.web import DashboardServer
+from .score import stall_option
 
 
 @click.command("monitor")
@@ -37,8 +38,11 @@ from ..monitor.web import DashboardServer
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N inferences.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Stop after this many seconds.")
+@stall_option("Seconds without any valid byte from the device before it counts as stalled: shown as "
+              "disconnected while a resync/reconnect is tried again and again (default 60).")
 def cmd(port: str, model: Path | None, labels: Path | None, data: Path | None, record_dir: Path | None, plain: bool,
-        web: bool, http_port: int, http_host: str, baud: int | None, count: int | None, duration: float | None) -> None:
+        web: bool, http_port: int, http_host: str, baud: int | None, count: int | None, duration: float | None,
+        stall_timeout: float | None) -> None:
     """Live dashboard of a device's inference stream (te-stream): rate, latency percentiles,
     predictions, confidence and link health, recorded for later scoring.
 
@@ -49,7 +53,7 @@ def cmd(port: str, model: Path | None, labels: Path | None, data: Path | None, r
     if record_dir is None:
         record_dir = Path(tempfile.mkdtemp(prefix="tinyedge-monitor-"))
     monitor = Monitor(port, record_dir=record_dir, model=model, labels=labels, data=data, baud=baud,
-                      max_count=count)
+                      max_count=count, stall_timeout=stall_timeout)
     monitor.start()
     server = None
     deadline = None if duration is None else time.monotonic() + duration

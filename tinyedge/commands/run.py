@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
+from ..errors import DeviceStalled
 from ..pipeline import run_pipeline
 from ..score import load_project_slos
-from .score import print_report
+from .score import print_partial, print_report, stall_option
 
 
 @click.command("run")
@@ -25,17 +26,28 @@ from .score import print_report
 @click.option("--port", default=None, help="Serial port of a real board (flashed first); default: emulate.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--force", is_flag=True, help="Regenerate OUT/project even over generated files you edited.")
+@click.option("--allow-nonfinite", is_flag=True,
+              help="Score data holding NaN or inf on purpose (NaN is sent as the zero point, +-inf as the "
+                   "int8 limits).")
+@stall_option()
 def cmd(model: Path, board_id: str, data: Path, calib: Path | None, limit: int | None, slos: tuple[str, ...],
-        config: Path | None, power_trace: Path | None, port: str | None, out_dir: Path, force: bool) -> None:
+        config: Path | None, power_trace: Path | None, port: str | None, out_dir: Path, force: bool,
+        stall_timeout: float | None, allow_nonfinite: bool) -> None:
     """The whole pipeline: quantize (Keras), generate, build, emulate or flash, and score.
 
-    Exits 1 when an SLO (--slo or the [slo] table of tinyedge.toml) is missed.
+    Exits 1 when an SLO (--slo or the [slo] table of tinyedge.toml) is missed, 3 when the device
+    stalled while scoring (OUT/score then holds a partial report, marked incomplete).
     """
     project_slos, project_file = load_project_slos(config)  # a bad file fails before any build
     if project_file is not None:
         click.echo(f"SLOs from {project_file}: {', '.join(project_slos) or 'none'}")
-    result = run_pipeline(model, board_id, data, out_dir, calib=calib, limit=limit, slos=(*project_slos, *slos),
-                          port=port, power_trace=power_trace, force=force, say=click.echo)
+    try:
+        result = run_pipeline(model, board_id, data, out_dir, calib=calib, limit=limit,
+                              slos=(*project_slos, *slos), port=port, power_trace=power_trace, force=force,
+                              stall_timeout=stall_timeout, allow_nonfinite=allow_nonfinite, say=click.echo)
+    except DeviceStalled as exc:
+        print_partial(exc, out_dir / "score")
+        raise
     q = result.quantize
     if q is not None and q.float_accuracy is not None:
         click.echo(f"float accuracy {q.float_accuracy:.4f}, int8 accuracy (tflite_micro) {q.int8_accuracy:.4f}")

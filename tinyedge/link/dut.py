@@ -5,18 +5,24 @@ line and per command (``timeouts``), like the MLPerf runner: a slow ``infer`` is
 device keeps talking. On a noisy link a client can :meth:`~DutClient.resync` (end any half-sent
 command or te-load frame and wait for ``m-ready``) and :meth:`~DutClient.reconnect` (reopen the port
 with backoff after it disappeared); the idempotent te- commands are re-sent while their CRC fails.
+
+A client with a ``stall_timeout`` bounds all of this: once the device has sent no valid line for that
+long, waits stop early so the caller can resync or reconnect, and after half as long again
+(:data:`STALL_GRACE`) without a valid line every wait raises :class:`~tinyedge.errors.DeviceStalled`.
+A frozen device therefore ends a conversation within 1.5 x the stall timeout of its last valid line.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import LinkError
+from ..errors import DeviceStalled, LinkError
 from . import protocol as P
 from .transport import Transport
 
@@ -28,6 +34,11 @@ COMMAND_TIMEOUT = 5.0
 INFER_TIMEOUT = 30.0
 #: Once a reply's data lines have all arrived, how long to wait for its ``m-ready`` before resyncing.
 TAIL_TIMEOUT = 0.5
+#: Stops a running ``infer N``/``te-stream N`` between two inferences (ignored by an idle device).
+BREAK = b"\x03"
+#: After ``stall_timeout`` seconds without a valid line, recovery (resync/reconnect) gets this fraction of
+#: it again before the client gives up with DeviceStalled.
+STALL_GRACE = 0.5
 
 #: Per-command timeouts (seconds without a new line), by the command's first word; "*" for the rest.
 DEFAULT_TIMEOUTS: dict[str, float] = {
@@ -88,7 +99,7 @@ class DutClient:
     """
 
     def __init__(self, transport: Transport, *, retries: int = 2, timeouts: dict[str, float] | None = None,
-                 tail_timeout: float = TAIL_TIMEOUT) -> None:
+                 tail_timeout: float = TAIL_TIMEOUT, stall_timeout: float | None = None) -> None:
         self.transport = transport
         self.parser = P.LineParser()
         self.retries = retries
@@ -101,6 +112,12 @@ class DutClient:
         self.banner: list[str] = []
         #: monotonic time of the last line received (telemetry freshness)
         self.last_line_at: float | None = None
+        #: seconds without a valid line before the device counts as stalled (None: no stall deadline)
+        self.stall_timeout = stall_timeout
+        # start of the current silence: the last valid line, or the send that opened a new exchange
+        self._silent_since: float | None = None
+        self._answered = False  # the last valid line was m-ready: the device is idle, not silent
+        self._cancelled = threading.Event()
 
     @property
     def url(self) -> str:
@@ -113,18 +130,90 @@ class DutClient:
 
     # ------------------------------------------------------------------ low level
 
+    def _send(self, payload: bytes) -> None:
+        """Write ``payload``; a send to an idle device (its last line was m-ready) starts a new silence."""
+        if self._answered or self._silent_since is None:
+            self._silent_since = time.monotonic()
+            self._answered = False
+        self.transport.write(payload)
+
+    def _stall_limits(self) -> tuple[float, float] | None:
+        """(stalled from, give up at) as monotonic times, or None without a stall deadline."""
+        if self.stall_timeout is None:
+            return None
+        if self._silent_since is None:
+            self._silent_since = time.monotonic()
+        since = self._silent_since
+        return since + self.stall_timeout, since + self.stall_timeout * (1 + STALL_GRACE)
+
+    @property
+    def silent_for(self) -> float:
+        """Seconds since the last valid line (or since the send that opened the current exchange)."""
+        return time.monotonic() - self._silent_since if self._silent_since is not None else 0.0
+
+    @property
+    def stalled(self) -> bool:
+        """True once the device has been silent for the stall timeout (recovery is under way)."""
+        limits = self._stall_limits()
+        return limits is not None and time.monotonic() >= limits[0]
+
+    def stall_error(self) -> DeviceStalled:
+        """The DeviceStalled that ends a conversation with this silent device."""
+        return DeviceStalled(
+            f"device at {self.url} sent no valid byte for {self.silent_for:.1f} s (stall deadline "
+            f"{self.stall_timeout:g} s); {self.counters.resyncs} resync(s) and {self.counters.reconnects} "
+            "reconnect(s) did not bring it back",
+            "check that the device (or emulator) is still running: reset the board or restart the emulator; "
+            "raise --stall-timeout if an answer legitimately takes longer",
+        )
+
+    def restart_stall_clock(self) -> None:
+        """Count the silence from now (a long-running monitor starting a new reconnect attempt)."""
+        self._silent_since = time.monotonic()
+        self._answered = False
+
+    def cancel(self) -> None:
+        """Make every wait of this client end at once with LinkError (another thread stopping it)."""
+        self._cancelled.set()
+
+    def _cancel_error(self) -> LinkError:
+        return LinkError(f"the conversation with {self.url} was cancelled", "nothing to do: its owner is stopping")
+
     def _next_line(self, timeout: float) -> P.Line | None:
-        """The next complete line, or None when nothing completes a line within ``timeout``."""
-        deadline = time.monotonic() + timeout
+        """The next complete line, or None when nothing completes a line within ``timeout``.
+
+        With a stall timeout the wait also ends when the device has been silent that long (None: the
+        caller recovers), and raises DeviceStalled once recovery's grace has run out too.
+        """
+        start = time.monotonic()
+        deadline = start + timeout
+        limits = self._stall_limits()
+        if limits is not None:
+            stalled_at, give_up_at = limits
+            if start >= give_up_at:
+                raise self.stall_error()
+            # a wait that began before the stall ends there (the caller recovers); one that began after it,
+            # during recovery, ends at the give-up time
+            deadline = min(deadline, stalled_at if start < stalled_at else give_up_at)
         while not self._pending:
-            left = deadline - time.monotonic()
+            if self._cancelled.is_set():
+                raise self._cancel_error()
+            now = time.monotonic()
+            left = deadline - now
             if left <= 0:
+                if limits is not None and now >= limits[1]:
+                    raise self.stall_error()
                 return None
             data = self.transport.read(min(left, 0.5))
             if data:
                 self._pending.extend(self.parser.feed(data))
-        self.last_line_at = time.monotonic()
-        return self._pending.pop(0)
+        now = time.monotonic()
+        self.last_line_at = now
+        line = self._pending.pop(0)
+        if line.kind != P.CORRUPT:
+            self._silent_since = now
+            self._answered = line.kind == P.READY
+        return line
 
     def wait_ready(self, timeout: float = 10.0, *, quiet: float = 1.0) -> list[str]:
         """Wait for the boot banner's ``m-ready``; return the banner lines.
@@ -147,7 +236,7 @@ class DutClient:
             line = self._next_line(min(left, quiet))
             if line is None:
                 log.info("no banner from %s; probing with name%%", self.url)
-                self.transport.write(b"\x00name%" if probed else b"name%")
+                self._send(b"\x00name%" if probed else b"name%")
                 probed = True
                 continue
             if line.kind == P.READY:
@@ -176,7 +265,7 @@ class DutClient:
         self._pending.clear()
         timeout = self.timeouts["*"]
         for _ in range(attempts):
-            self.transport.write(b"\x00%")
+            self._send(b"\x00%")
             while True:
                 line = self._next_line(timeout)
                 if line is None:
@@ -184,6 +273,8 @@ class DutClient:
                 if line.kind == P.READY:
                     self._drain()
                     return
+        if self.stalled:
+            raise self.stall_error()
         raise LinkError(f"device at {self.url} did not answer a resynchronisation ('%') {attempts} times",
                         "check that the firmware is still running (reset the board or restart the emulator)")
 
@@ -197,13 +288,21 @@ class DutClient:
         self.parser.flush()
         self._pending.clear()
         deadline = time.monotonic() + max_wait
+        limits = self._stall_limits()
+        capped = limits is not None and limits[1] < deadline
+        if limits is not None:
+            deadline = min(deadline, limits[1])  # a silent device gets no longer than the stall deadline
         delay = 0.1
         while True:
+            if self._cancelled.is_set():
+                raise self._cancel_error()
             try:
                 self.transport.reopen(0.0)
                 break
             except LinkError as exc:
                 if time.monotonic() + delay > deadline:
+                    if capped or self.stalled:
+                        raise self.stall_error() from None
                     raise LinkError(f"could not reconnect to {self.url} within {max_wait:g} s: {exc.problem}",
                                     exc.hint) from None
                 log.info("reconnect to %s failed (%s); retrying in %.1f s", self.url, exc.problem, delay)
@@ -233,7 +332,7 @@ class DutClient:
         self._pending.clear()
         for ln in stale:
             log.debug("dropped stale line %r before %r", ln.text, text)
-        self.transport.write(payload)
+        self._send(payload)
         lines: list[P.Line] = []
         complete = False
         while True:
@@ -490,7 +589,7 @@ class DutClient:
         text = f"te-stream {int(n)}"
         timeout = self.timeout_for(text) if timeout is None else timeout
         self._pending.clear()
-        self.transport.write(text.encode("ascii") + b"%")
+        self._send(text.encode("ascii") + b"%")
         while True:
             line = self._next_line(timeout)
             if line is None:
@@ -512,6 +611,13 @@ class DutClient:
     def stream(self, n: int, timeout: float | None = None) -> list[dict[str, int]]:
         """``te-stream N`` -> one dict per inference; lines lost to corruption are simply missing."""
         return list(self.iter_stream(n, timeout))
+
+    def interrupt(self) -> None:
+        """Stop a running ``infer``/``te-stream`` with the break byte (0x03, docs/protocol.md), then
+        :meth:`resync`. The firmware stops between two inferences and answers
+        ``e-[... interrupted after K of N]``; an idle one ignores the byte."""
+        self.transport.write(BREAK)
+        self.resync()
 
     def close(self) -> None:
         self.transport.close()

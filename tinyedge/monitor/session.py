@@ -23,12 +23,12 @@ from typing import Any, Callable, Generator, Iterable, Iterator, cast
 import numpy as np
 
 from ..boards import Board
-from ..data import fit_shape, load_npz, quantize_inputs
-from ..errors import DataError, LinkError, ModelError
+from ..data import check_labels, fit_shape, load_npz, quantize_inputs
+from ..errors import DataError, DeviceStalled, LinkError, ModelError
 from ..link import protocol as P
 from ..link.dut import CommandTimeout, DeviceError, DutClient
 from ..link.transport import Transport
-from ..score.core import model_io
+from ..score.core import STALL_MAX_S, model_io
 from ..score.figures import (
     CLASSIFICATION,
     DeviceInfo,
@@ -137,14 +137,17 @@ class Monitor:
     ``model`` (the .tflite the firmware should run) enables the hash check, class names from its
     metadata and the output scale for confidences; ``labels`` (a file) overrides class names;
     ``data`` (.npz with x, optional y; needs ``model``) sends one input per inference, cycling, and
-    records accuracy. ``max_count`` stops after that many recorded inferences.
+    records accuracy. ``max_count`` stops after that many recorded inferences. ``stall_timeout``
+    (default 60 s) is how long the device may send no valid byte before it counts as stalled: the
+    monitor then shows it disconnected and keeps trying to reconnect, each attempt bounded by it.
     """
 
     def __init__(self, url: str, *, record_dir: str | Path, model: str | Path | None = None,
                  labels: str | Path | None = None, data: str | Path | None = None, baud: int | None = None,
                  connect_timeout: float = 5.0, ready_timeout: float = 10.0, batch_seconds: float = 0.25,
-                 max_count: int | None = None, window: int = 1000) -> None:
+                 max_count: int | None = None, window: int = 1000, stall_timeout: float | None = None) -> None:
         self.url = url
+        self.stall_timeout = stall_timeout if stall_timeout is not None else STALL_MAX_S
         self.baud = baud
         self.connect_timeout = connect_timeout
         self.ready_timeout = ready_timeout
@@ -219,8 +222,13 @@ class Monitor:
         return self
 
     def stop(self) -> None:
-        """Stop streaming, close the link and write the final report (safe to call twice)."""
+        """Stop streaming, close the link and write the final report (safe to call twice).
+
+        Any wait on the device ends at once (a stalled device does not hold up a --duration)."""
         self._stop.set()
+        client = self._client
+        if client is not None:
+            client.cancel()
         if self._thread is not None:
             self._thread.join(10)
         self._close_client()
@@ -302,7 +310,7 @@ class Monitor:
     def _connect(self, connect_timeout: float) -> None:
         transport = Transport(self.url, baud=self.baud, raw_log=self.record_dir / "raw.log",
                               connect_timeout=connect_timeout)
-        client = DutClient(transport)
+        client = DutClient(transport, stall_timeout=self.stall_timeout)
         try:
             client.wait_ready(self.ready_timeout)
             info = client.info()
@@ -330,6 +338,7 @@ class Monitor:
         client = self._client
         assert client is not None
         while not self._stop.is_set():
+            client.restart_stall_clock()  # each attempt gets the whole stall deadline
             try:
                 client.reconnect(max_wait=1.0, ready_timeout=self.ready_timeout)
                 info = client.info()
@@ -379,7 +388,9 @@ class Monitor:
                     # ConnectionLost (port gone), or a device that stopped answering even a resync
                     log.warning("link lost: %s", exc)
                     self._connected = False
-                    self.state.on_status(DISCONNECTED, str(exc.problem))
+                    detail = (f"stalled: no valid byte for {client.silent_for:.0f} s; reconnecting"
+                              if isinstance(exc, DeviceStalled) else str(exc.problem))
+                    self.state.on_status(DISCONNECTED, detail)
                 self._idle.set()
                 if time.monotonic() - self._last_report > REPORT_EVERY_S:
                     with self._lock:
@@ -493,6 +504,7 @@ def _load_inputs(data: str | Path, io: ModelIO) -> tuple[np.ndarray, np.ndarray 
     xq = quantize_inputs(x, io.input_scale, io.input_zero_point)
     xq = np.ascontiguousarray(xq.reshape(len(xq), -1)).astype(np.int8)
     classifier = y is not None and detect_task(io.input_size, io.output_size) == CLASSIFICATION
+    check_labels(y, data, num_classes=io.output_size if classifier else None)
     return xq, (np.asarray(y).astype(np.int64) if classifier else None)
 
 

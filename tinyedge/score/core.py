@@ -6,6 +6,12 @@ or missing reply is asked for again (te-results is idempotent), a lost ``m-ready
 and a port that disappears is reopened with backoff; the harvest then resumes at the first sample
 without an accepted record, so nothing is counted twice.
 
+The harvest is bounded: a device that sends no valid byte for the stall deadline (``stall_timeout``;
+by default :data:`STALL_FACTOR` x the slowest sample so far, between :data:`STALL_MIN_S` and
+:data:`STALL_MAX_S`) is resynchronised or reconnected, and when that does not bring it back within
+half the deadline again the run stops with :class:`~tinyedge.errors.DeviceStalled` (exit code 3),
+after writing the report of the samples harvested so far, marked incomplete.
+
 The flow: read the inputs (model, data, trace) → te-info and its checks → harvest (one
 :class:`~tinyedge.score.figures.Record` per sample) → te-profile → :func:`~tinyedge.score.figures.figures`
 → the writers of :mod:`.report` → the SLO gate.
@@ -16,24 +22,27 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .. import oracle
 from ..boards import Board, get_board
-from ..data import fit_shape, load_npz, quantize_inputs
-from ..errors import DataError, LinkError, ModelError
+from ..data import check_labels, fit_shape, load_npz, quantize_inputs
+from ..errors import DataError, DeviceStalled, LinkError, ModelError
 from ..link import protocol as P
 from ..link.dut import DutClient, TeResults
 from ..link.transport import ConnectionLost, Transport
 from ..model import Graph, read_model_bytes
 from .energy import TraceEnergy, integrate_trace
 from .figures import (
+    ANOMALY_DETECTION,
+    CLASSIFICATION,
     DeviceInfo,
     ModelFacts,
     ModelIO,
@@ -55,6 +64,18 @@ T = TypeVar("T")
 
 #: Attempts per sample before it is recorded as failed (each after a resync or reconnect).
 MAX_ATTEMPTS = 8
+#: The default stall deadline: STALL_FACTOR x the slowest sample so far, clamped to [STALL_MIN_S, STALL_MAX_S]
+#: (STALL_MAX_S until the first sample is in).
+STALL_FACTOR = 10.0
+STALL_MIN_S = 10.0
+STALL_MAX_S = 60.0
+
+
+def default_stall_timeout(slowest_s: float | None) -> float:
+    """The stall deadline when none is given: a small multiple of the slowest answer seen, at most 60 s."""
+    if slowest_s is None:
+        return STALL_MAX_S
+    return min(STALL_MAX_S, max(STALL_MIN_S, STALL_FACTOR * slowest_s))
 
 
 class ModelMismatchError(LinkError):
@@ -96,7 +117,7 @@ class _Harvester:
                     log.warning("%s; reconnecting", exc.problem)
                     try:
                         self.client.reconnect(self.reconnect_wait, self.ready_timeout)
-                    except ConnectionLost:
+                    except (ConnectionLost, DeviceStalled):
                         raise
                     except LinkError as fatal:
                         raise HarvestAborted(fatal.problem, fatal.hint) from None
@@ -113,7 +134,7 @@ class _Harvester:
         for attempt in range(self.max_attempts):
             try:
                 return step()
-            except (ModelMismatchError, HarvestAborted):
+            except (ModelMismatchError, HarvestAborted, DeviceStalled):
                 raise
             except LinkError as exc:
                 last = exc
@@ -149,9 +170,13 @@ class Inputs:
     y: np.ndarray | None
 
 
-def read_inputs(data: str | Path, io: ModelIO, limit: int | None) -> Inputs:
-    """The labelled test set, cut to ``limit``, shaped and quantized for the model (DataError when unusable)."""
-    x, y = load_npz(data)
+def read_inputs(data: str | Path, io: ModelIO, limit: int | None, *, allow_nonfinite: bool = False) -> Inputs:
+    """The labelled test set, cut to ``limit``, shaped and quantized for the model (DataError when unusable:
+    NaN/inf unless ``allow_nonfinite``, labels outside the model's classes, see :mod:`tinyedge.data`)."""
+    x, y = load_npz(data, allow_nonfinite=allow_nonfinite)
+    task = detect_task(io.input_size, io.output_size)
+    check_labels(y, data, num_classes=io.output_size if task == CLASSIFICATION else None,
+                 anomaly=task == ANOMALY_DETECTION)
     if limit is not None:
         x, y = x[:limit], (y[:limit] if y is not None else None)
     if len(x) == 0:
@@ -167,7 +192,8 @@ def resolve_board(board: Board | str | None) -> Board | None:
 
 @contextmanager
 def _client_for(port: str | Transport | DutClient, *, baud: int | None, raw_log: Path,
-                timeouts: dict[str, float] | None, retries: int, ready_timeout: float) -> Iterator[DutClient]:
+                timeouts: dict[str, float] | None, retries: int, ready_timeout: float,
+                stall_timeout: float) -> Iterator[DutClient]:
     """A DutClient on ``port`` with the score's retries and timeouts, logging raw bytes to ``raw_log``;
     opened and closed here for a URL, left open (settings restored) for the caller's client."""
     own = isinstance(port, str)
@@ -175,16 +201,17 @@ def _client_for(port: str | Transport | DutClient, *, baud: int | None, raw_log:
         client = port
     else:
         client = DutClient(Transport(port, baud=baud, connect_timeout=5.0) if isinstance(port, str) else port)
-    saved = (client.retries, dict(client.timeouts))
+    saved = (client.retries, dict(client.timeouts), client.stall_timeout)
     client.retries = max(client.retries, retries)
     client.timeouts.update(timeouts or {})
+    client.stall_timeout = stall_timeout
     client.transport.add_raw_log(raw_log)
     try:
         if not isinstance(port, DutClient):
             client.wait_ready(ready_timeout)
         yield client
     finally:
-        client.retries, client.timeouts = saved[0], saved[1]
+        client.retries, client.timeouts, client.stall_timeout = saved
         if own:
             client.close()
         else:
@@ -230,23 +257,41 @@ def _sample_step(client: DutClient, device: DeviceInfo, data: bytes) -> Callable
     return step
 
 
+@dataclass
+class _Harvest:
+    """What the harvest got: the records in order, when it started, how long it took, and the stall
+    that ended it early (None when every sample was sent)."""
+
+    records: list[Record] = field(default_factory=list)
+    start: float = 0.0
+    seconds: float = 0.0
+    stall: DeviceStalled | None = None
+
+
 def _harvest(client: DutClient, harvester: _Harvester, device: DeviceInfo, inputs: Inputs,
              reference: np.ndarray | None, timing: Timing, task: str, out_dir: Path,
-             progress: bool) -> tuple[list[Record], float, float]:
+             progress: bool, stall_timeout: float | None) -> _Harvest:
     """Every sample through the device, one accepted (or failed) record each, appended to records.jsonl
-    as it comes; returns (records, start time, seconds taken)."""
+    as it comes; a stalled device ends it early (the records so far are kept). Without a fixed
+    ``stall_timeout`` the deadline follows the slowest sample (:func:`default_stall_timeout`)."""
     n = len(inputs.xq)
     bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                    disable=not progress, transient=True)
-    start = time.time()
-    records: list[Record] = []
+    got = _Harvest(start=time.time())
+    records = got.records
+    slowest: float | None = None
     with bar, open(out_dir / "records.jsonl", "w") as f:
         task_id = bar.add_task("score", total=n)
         for i in range(n):  # the next sample without an accepted record: resume point after any failure
             label = int(inputs.y[i]) if inputs.y is not None else None
             data = np.ascontiguousarray(inputs.xq[i]).astype(np.int8).tobytes()
+            t0 = time.monotonic()
             try:
                 res = harvester.run(f"sample {i}", _sample_step(client, device, data))
+            except DeviceStalled as exc:
+                log.warning("sample %d: %s", i, exc.problem)
+                got.stall = exc
+                break
             except LinkError as exc:
                 if isinstance(exc, (ModelMismatchError, HarvestAborted)):
                     raise
@@ -254,13 +299,18 @@ def _harvest(client: DutClient, harvester: _Harvester, device: DeviceInfo, input
                 log.warning("sample %d failed: %s", i, exc.problem)
             else:
                 out = tuple(int(v) for v in res.out)
-                rec = Record(index=i, ticks=int(res.ticks), t=time.time() - start, label=label, out=out,
+                rec = Record(index=i, ticks=int(res.ticks), t=time.time() - got.start, label=label, out=out,
                              parity=(bool(np.array_equal(res.out, reference[i])) if reference is not None else None))
+                took = time.monotonic() - t0
+                slowest = took if slowest is None else max(slowest, took)
+                if stall_timeout is None:
+                    client.stall_timeout = default_stall_timeout(slowest)
             records.append(rec)
             f.write(json.dumps(rec.row(timing, task)) + "\n")
             f.flush()
             bar.advance(task_id)
-    return records, start, time.time() - start
+    got.seconds = time.time() - got.start
+    return got
 
 
 def _profile(client: DutClient, harvester: _Harvester, device: DeviceInfo, inputs: Inputs,
@@ -274,6 +324,8 @@ def _profile(client: DutClient, harvester: _Harvester, device: DeviceInfo, input
         if device.protocol >= 2:
             harvester.run("te-load for te-profile", lambda: client.load(data))
         prof = harvester.run("te-profile", lambda: client.profile(layers=device.layers or None))
+    except DeviceStalled:
+        raise
     except LinkError as exc:
         return None, f"not measured: {exc.problem}"
     return dict(prof), ""
@@ -297,6 +349,7 @@ def score(
     limit: int | None = None,
     slos: Iterable[str] = (),
     allow_model_mismatch: bool = False,
+    allow_nonfinite: bool = False,
     baud: int | None = None,
     progress: bool = False,
     ready_timeout: float = 10.0,
@@ -308,6 +361,7 @@ def score(
     reconnect_wait: float = 30.0,
     profile: bool = True,
     step_summary: bool = True,
+    stall_timeout: float | None = None,
 ) -> Report:
     """Score the firmware on ``port`` with the labelled ``data`` (.npz: x, y) for ``model``.
 
@@ -318,11 +372,18 @@ def score(
     (left open: the caller owns it). Writes raw.log (every byte received, before parsing),
     records.jsonl (one accepted record per sample, in order), report.json, report.md, summary.md,
     junit.xml and report.html into ``out_dir``. Raises ModelMismatchError when the firmware was built
-    from another model, unless ``allow_model_mismatch`` (recorded in the report).
+    from another model, unless ``allow_model_mismatch`` (recorded in the report), and DataError for NaN/inf
+    inputs unless ``allow_nonfinite`` (NaN is then sent as the zero point, +-inf as the int8 limits).
 
     ``power_trace`` (CSV, see :mod:`tinyedge.score.energy`) makes energy a measurement instead of the
     board's power model; ``timeouts`` overrides per-command timeouts; ``retries`` re-asks per te-
     command; ``max_attempts`` per sample before it counts as a failed inference.
+
+    ``stall_timeout`` is the stall deadline in seconds (default: :func:`default_stall_timeout` of the
+    slowest sample so far). A device silent that long is resynchronised or reconnected; if that does
+    not bring it back within half the deadline again, the report of the samples harvested so far is
+    written (``"complete": false`` and why it ``"stopped"``) and DeviceStalled is raised (exit code 3;
+    its ``report`` is that partial report): a frozen device ends the run within 2 x the deadline.
     """
     parsed_slos: list[Slo] = parse_slos(slos)  # fail on a typo before any device time is spent
     out_dir = Path(out_dir)
@@ -330,40 +391,71 @@ def score(
     io = graph_io(graph, model if not isinstance(model, Graph) else None)
     given_board = resolve_board(board)
     trace = integrate_trace(power_trace, voltage_v=voltage_v) if power_trace is not None else None
-    inputs = read_inputs(data, io, limit)
+    inputs = read_inputs(data, io, limit, allow_nonfinite=allow_nonfinite)
     reference, reference_note = _oracle(graph.model_bytes, inputs.xq)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     raw_log = out_dir / "raw.log"
     raw_log.write_bytes(b"")
     with _client_for(port, baud=baud, raw_log=raw_log, timeouts=timeouts, retries=retries,
-                     ready_timeout=ready_timeout) as client:
+                     ready_timeout=ready_timeout,
+                     stall_timeout=stall_timeout if stall_timeout is not None else default_stall_timeout(None),
+                     ) as client:
         harvester = _Harvester(client, max_attempts=max_attempts, reconnect_wait=reconnect_wait,
                                ready_timeout=ready_timeout)
-        result = _score_on_device(client, harvester, graph, io, given_board, inputs, reference, reference_note,
-                                  trace, out_dir, allow_model_mismatch=allow_model_mismatch, progress=progress,
-                                  do_profile=profile)
+        result, stall = _score_on_device(client, harvester, graph, io, given_board, inputs, reference,
+                                         reference_note, trace, out_dir, allow_model_mismatch=allow_model_mismatch,
+                                         progress=progress, do_profile=profile, stall_timeout=stall_timeout)
     report = Report.from_result(result)
     report.slo_results = evaluate(parsed_slos, report.data)
     report.data["slo"] = [r.as_dict() for r in report.slo_results]
-    report.write(out_dir, step_summary=step_summary)
+    report.write(out_dir, step_summary=step_summary, plots=stall is None)  # plotting would overrun the deadline
+    if stall is not None:
+        err = DeviceStalled(
+            f"{result.stopped}: {stall.problem}",
+            f"{stall.hint}. The {result.samples} sample(s) harvested are in {out_dir / 'report.json'} "
+            "(marked incomplete), every byte received in raw.log",
+        )
+        err.report = report
+        raise err
     return report
 
 
 def _score_on_device(client: DutClient, harvester: _Harvester, graph: Graph, io: ModelIO, given_board: Board | None,
                      inputs: Inputs, reference: np.ndarray | None, reference_note: str, trace: TraceEnergy | None,
-                     out_dir: Path, *, allow_model_mismatch: bool, progress: bool, do_profile: bool) -> ScoreResult:
-    """te-info and its checks → harvest → profile → figures."""
-    device = DeviceInfo.from_info(harvester.run("te-info", client.info))
+                     out_dir: Path, *, allow_model_mismatch: bool, progress: bool, do_profile: bool,
+                     stall_timeout: float | None) -> tuple[ScoreResult, DeviceStalled | None]:
+    """te-info and its checks → harvest → profile → figures; with the stall that ended the run early
+    (the figures then cover the samples harvested before it)."""
+    n = len(inputs.xq)
+    model = ModelFacts(graph.name, graph.sha256, io)
+    try:
+        device = DeviceInfo.from_info(harvester.run("te-info", client.info))
+    except DeviceStalled as early:
+        (out_dir / "records.jsonl").write_text("")
+        session = Session(link=_link(client), planned=n, stopped=f"device stalled before answering te-info (0 of {n} "
+                          "samples)")
+        known = DeviceInfo.from_info({"board": given_board.id} if given_board is not None else {})
+        return figures([], known, given_board, model=model, source="score",
+                       reference_note=reference_note, session=session), early
     check_device(device, graph, io, given_board, client.url, allow_model_mismatch)
     board = given_board if given_board is not None else lookup_board(device.board)
     timing = device.timing(board)
     task = detect_task(io.input_size, io.output_size)
-    records, start, harvest_s = _harvest(client, harvester, device, inputs, reference, timing, task, out_dir, progress)
-    prof, prof_note = _profile(client, harvester, device, inputs, records, do_profile)
-    session = Session(link=_link(client), harvest_s=harvest_s, elapsed_s=time.time() - start,
-                      max_attempts=harvester.max_attempts)
-    return figures(records, device, board, model=ModelFacts(graph.name, graph.sha256, io), source="score",
-                   inputs=inputs.x, reference=reference, reference_note=reference_note, trace=trace,
-                   profile=prof, profile_note=prof_note or "", session=session,
-                   allow_model_mismatch=allow_model_mismatch)
+    got = _harvest(client, harvester, device, inputs, reference, timing, task, out_dir, progress, stall_timeout)
+    stall, stopped = got.stall, None
+    prof, prof_note = None, "not measured: the device stalled before te-profile"
+    if stall is None:
+        try:
+            prof, prof_note = _profile(client, harvester, device, inputs, got.records, do_profile)
+        except DeviceStalled as exc:
+            stall, prof_note = exc, "not measured: the device stalled during te-profile"
+            stopped = f"device stalled during te-profile after {len(got.records)} of {n} samples"
+    else:
+        stopped = f"device stalled after {len(got.records)} of {n} samples"
+    session = Session(link=_link(client), harvest_s=got.seconds, elapsed_s=time.time() - got.start,
+                      max_attempts=harvester.max_attempts, planned=n, stopped=stopped)
+    result = figures(got.records, device, board, model=model, source="score", inputs=inputs.x, reference=reference,
+                     reference_note=reference_note, trace=trace, profile=prof, profile_note=prof_note or "",
+                     session=session, allow_model_mismatch=allow_model_mismatch)
+    return result, stall

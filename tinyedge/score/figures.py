@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -446,6 +447,13 @@ class ScoreResult:
     confidence_hist: list[int]
     predictions: dict[str, int]
     series: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    samples_planned: int | None = None  # samples the run set out to send (score)
+    stopped: str | None = None  # why the run ended before sending them all (e.g. a stalled device)
+
+    @property
+    def complete(self) -> bool:
+        """False when the run stopped early: its figures cover only the samples harvested."""
+        return self.stopped is None
 
     @property
     def success_rate(self) -> float | None:
@@ -478,7 +486,8 @@ class ScoreResult:
             "model_sha256": self.model_sha256, "firmware_model_sha256": self.firmware_model_sha256,
             "firmware_version": self.firmware_version, "protocol": self.protocol,
             "model_mismatch": self.model_mismatch, "allow_model_mismatch": self.allow_model_mismatch,
-            "task": self.task, "samples": self.samples, "samples_ok": self.samples_ok,
+            "task": self.task, "complete": self.complete, "stopped": self.stopped,
+            "samples_planned": self.samples_planned, "samples": self.samples, "samples_ok": self.samples_ok,
             "success_rate": self.success_rate, "failures": list(self.failures), "accuracy": self.accuracy,
             "confusion_matrix": self.confusion_matrix, "roc_auc": self.roc_auc, "parity": self.parity,
             "latency_ms": dict(self.latency_ms), "latency_source": self.latency_source,
@@ -501,6 +510,8 @@ class Session:
     elapsed_s: float | None = None  # from the start to the report: freshness = elapsed_s - last record's t
     duration_s: float | None = None  # a monitored session's wall-clock length
     max_attempts: int | None = None
+    planned: int | None = None  # samples the run set out to send
+    stopped: str | None = None  # why it ended before sending them all (None: it did not)
 
 
 # ---------------------------------------------------------------------------------------- how measured
@@ -773,4 +784,5 @@ def figures(
         measurement=how_measured(facts), device=dict(device.raw), link=dict(session.link),
         confidence_hist=list(tally.hist), predictions={str(k): tally.preds[k] for k in sorted(tally.preds)},
         series={"latency_ms": lat_series, "confidence": dev_conf, "confidence_reference": ref_conf},
+        samples_planned=session.planned, stopped=session.stopped,
     )

@@ -55,15 +55,26 @@ class Report:
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
 
+    @property
+    def incomplete_note(self) -> str | None:
+        """One line saying the run stopped early and what the figures cover; None for a complete run."""
+        d = self.data
+        if d.get("complete", True):
+            return None
+        return (f"INCOMPLETE: {d.get('stopped') or 'the run stopped early'}; the figures cover the "
+                f"{d['samples']} sample(s) harvested before it")
+
     # ------------------------------------------------------------------ tables
 
     def summary_rows(self) -> list[tuple[str, str]]:
         """(figure, value) pairs for a summary table."""
         d = self.data
         lat = d["latency_ms"]
+        planned = d.get("samples_planned")
         rows = [
-            ("board", d["board"] + (" (emulated)" if d["emulated"] else "")),
-            ("samples (ok / total)", f"{d['samples_ok']} / {d['samples']}"),
+            ("board", str(d["board"]) + (" (emulated)" if d["emulated"] else "")),
+            ("samples (ok / total)", f"{d['samples_ok']} / {d['samples']}"
+             + (f" of {planned} planned (INCOMPLETE)" if not d.get("complete", True) and planned else "")),
             ("success_rate", _f(d["success_rate"], ".4f")),
         ]
         if d.get("accuracy") is not None:
@@ -88,6 +99,8 @@ class Report:
     def to_markdown(self) -> str:
         d = self.data
         out = [f"# tinyedge score: {d['model']} on {d['board']}", ""]
+        if self.incomplete_note:
+            out += [f"**{self.incomplete_note}.**", ""]
         out += ["| figure | value |", "|---|---|"]
         out += [f"| {k} | {v} |" for k, v in self.summary_rows()]
         if d.get("profile"):
@@ -122,7 +135,11 @@ class Report:
         verdict = ("no SLOs" if not self.slo_results else
                    "all SLOs met" if self.passed else f"{len(self.failed)} of {len(self.slo_results)} SLOs missed")
         icon = "" if not self.slo_results else ("✅ " if self.passed else "❌ ")
+        if self.incomplete_note:
+            icon, verdict = "❌ ", f"{verdict}, INCOMPLETE"
         out = [f"### {icon}tinyedge: {d['model']} on {d['board']}: {verdict}", ""]
+        if self.incomplete_note:
+            out += [f"**{self.incomplete_note}.**", ""]
         if self.slo_results:
             out += ["| SLO | value | |", "|---|---|---|"]
             out += [f"| `{r.slo.expr}` | {'not measured' if r.value is None else f'{r.value:g}'} | "
@@ -139,8 +156,9 @@ class Report:
     def to_junit(self) -> str:
         """JUnit XML: one test case per SLO (a miss is a failure, an unmeasured figure too)."""
         d = self.data
-        suite = ET.Element("testsuite", name="tinyedge.slo", tests=str(len(self.slo_results)),
-                           failures=str(len(self.failed)), errors="0", skipped="0")
+        incomplete = self.incomplete_note
+        suite = ET.Element("testsuite", name="tinyedge.slo", tests=str(len(self.slo_results) + bool(incomplete)),
+                           failures=str(len(self.failed) + bool(incomplete)), errors="0", skipped="0")
         props = ET.SubElement(suite, "properties")
         for k in ("model", "model_sha256", "board", "samples", "tinyedge_version"):
             ET.SubElement(props, "property", name=k, value=str(d.get(k)))
@@ -154,6 +172,11 @@ class Report:
             else:
                 out = ET.SubElement(case, "system-out")
                 out.text = f"{r.slo.key} = {r.value:g}"
+        if incomplete:  # a run that stopped early is a failure even when its partial figures meet every SLO
+            case = ET.SubElement(suite, "testcase", classname=f"tinyedge.harvest.{d['board']}", name="complete",
+                                 time="0")
+            f = ET.SubElement(case, "failure", message=str(d.get("stopped")), type="Incomplete")
+            f.text = incomplete
         root = ET.Element("testsuites", name="tinyedge", tests=suite.get("tests", "0"),
                           failures=suite.get("failures", "0"))
         root.append(suite)
@@ -164,10 +187,10 @@ class Report:
 
     def figures(self) -> list[tuple[str, str, str]]:
         """(title, caption stating the source, PNG as base64) for every plot this report has data for."""
-        import matplotlib
+        import matplotlib  # noqa: PLC0415 - heavy optional dependency, only for report.html
 
         matplotlib.use("Agg", force=True)
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # noqa: PLC0415
 
         d, s = self.data, self.series
         figs: list[tuple[str, str, str]] = []
@@ -228,19 +251,22 @@ class Report:
             figs.append(("Confidence distribution", d["measurement"]["psi"], png(fig)))
         return figs
 
-    def to_html(self) -> str:
-        """A self-contained HTML page (plots embedded as data URIs, no external files)."""
+    def to_html(self, *, plots: bool = True) -> str:
+        """A self-contained HTML page (plots embedded as data URIs, no external files; without ``plots``,
+        only the tables)."""
         d = self.data
         esc = html.escape
         parts = [
             "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-            f"<title>tinyedge score: {esc(d['model'])} on {esc(d['board'])}</title>",
+            f"<title>tinyedge score: {esc(d['model'])} on {esc(str(d['board']))}</title>",
             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}"
             ".pass{color:#187a2f}.miss{color:#b00020;font-weight:bold}figure{margin:1.5em 0}"
             "figcaption{font-size:.85em;color:#555}</style></head><body>",
-            f"<h1>tinyedge score: {esc(d['model'])} on {esc(d['board'])}</h1>",
+            f"<h1>tinyedge score: {esc(d['model'])} on {esc(str(d['board']))}</h1>",
         ]
+        if self.incomplete_note:
+            parts.append(f"<p class='miss'>{esc(self.incomplete_note)}.</p>")
         if self.slo_results:
             parts.append("<h2>SLOs</h2><table><tr><th>SLO</th><th>value</th><th>result</th></tr>")
             for r in self.slo_results:
@@ -255,7 +281,10 @@ class Report:
         if d.get("model_mismatch"):
             parts.append(f"<p class='miss'>Model mismatch allowed: firmware runs {esc(d['firmware_model_sha256'])}, "
                          f"scored against {esc(d['model_sha256'])}.</p>")
-        for title, caption, b64 in self.figures():
+        if not plots:
+            parts.append("<p>Plots left out: the run stopped early and ends without drawing them "
+                         "(every figure is in the tables and in report.json).</p>")
+        for title, caption, b64 in self.figures() if plots else []:
             parts.append(f"<figure><h3>{esc(title)}</h3><img alt='{esc(title)}' src='data:image/png;base64,{b64}'>"
                          f"<figcaption>Source: {esc(caption)}</figcaption></figure>")
         parts.append("<h2>How each figure was obtained</h2><ul>")
@@ -263,16 +292,19 @@ class Report:
         parts.append("</ul>")
         link = d["link"]
         parts.append(f"<p>Link {esc(link['url'])}: {link['corrupt_lines']} corrupt, {link['unknown_lines']} unknown, "
-                     f"{link['truncated_lines']} truncated lines; {link['retries']} retries, {link['resyncs']} resyncs, "
-                     f"{link['reconnects']} reconnects. Every received byte is in raw.log.</p>")
+                     f"{link['truncated_lines']} truncated lines; {link['retries']} retries, {link['resyncs']} "
+                     f"resyncs, {link['reconnects']} reconnects. Every received byte is in raw.log.</p>")
         parts.append(f"<p><small>tinyedge {esc(str(d['tinyedge_version']))}; model sha256 "
                      f"{esc(d['model_sha256'])}</small></p></body></html>")
         return "\n".join(parts) + "\n"
 
     # ------------------------------------------------------------------ files
 
-    def write(self, out_dir: str | Path, *, step_summary: bool = True) -> dict[str, Path]:
+    def write(self, out_dir: str | Path, *, step_summary: bool = True, plots: bool = True) -> dict[str, Path]:
         """Write report.json, report.md, summary.md, junit.xml and report.html into ``out_dir``.
+
+        Without ``plots`` report.html has only tables: drawing takes seconds (matplotlib), which a run
+        stopped by a stalled device must not spend beyond its deadline.
 
         With ``step_summary`` and ``$GITHUB_STEP_SUMMARY`` set, the summary is appended there too.
         Each file is written to a temporary name and renamed, so none is ever half-written.
@@ -284,7 +316,7 @@ class Report:
             "report.md": self.to_markdown(),
             "summary.md": self.to_summary_markdown(),
             "junit.xml": self.to_junit(),
-            "report.html": self.to_html(),
+            "report.html": self.to_html(plots=plots),
         }
         paths = {}
         for name, text in files.items():
