@@ -4,15 +4,14 @@ code uses, flash, TFLM's arena for comparison, and fit per board."""
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .boards import Board
 from .codegen.target import specialize
+from .errors import TinyedgeError
 from .firmware import CODE_FLASH_ESTIMATE, elf_size, fit_report
 from .model.graph import Graph
 from .model.ir import Program
@@ -50,6 +49,7 @@ class Analysis:
     code_measured: bool
     code_source: str
     fits: list[dict[str, Any]] = field(default_factory=list)
+    tflm_error: str = ""  # why tflm_arena_bytes is unavailable (TFLM refused, crashed or hung), "" if measured
 
     @property
     def flash_bytes(self) -> int:
@@ -63,31 +63,16 @@ class Analysis:
         return d
 
 
-@contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """TFLM's C++ prints every failed allocation of the bisection to fd 2; hide that noise."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+def tflm_min_arena(graph: Graph) -> tuple[int | None, str]:
+    """TFLM's minimum arena for this model on the host interpreter (64-bit), or None and why not.
 
-
-def tflm_min_arena(graph: Graph) -> int | None:
-    """TFLM's minimum arena for this model on the host interpreter (64-bit), or None if it cannot run."""
-    with _quiet_stderr():
-        try:
-            return min_arena_bytes(graph.model_bytes)
-        except Exception:  # TFLM rejects some models tinyedge accepts; the comparison is then n/a
-            return None
+    The interpreter runs in tinyedge.oracle's worker process: a TFLM crash or hang on this model makes the
+    comparison unavailable, never the analysis.
+    """
+    try:
+        return min_arena_bytes(graph.model_bytes), ""
+    except TinyedgeError as exc:  # OracleError (or ToolError: no worker); the comparison is then n/a
+        return None, exc.problem
 
 
 def last_build_code_bytes(board: Board, project: Path | None, program: Program) -> tuple[int, str] | None:
@@ -122,6 +107,7 @@ def analyze(graph: Graph, boards: Sequence[Board] = (), *, project: Path | None 
             kind = "alias" if op.opcode in ALIAS_OPS and op.outputs[0] in program.alias else "folded"
             layers.append(Layer(op.index, op.opcode, kind, shape, 0, 0, 0))
     params = base.params
+    tflm_arena, tflm_error = tflm_min_arena(graph) if tflm else (None, "")
     measured = None
     for b in boards:
         measured = last_build_code_bytes(b, project, program)
@@ -140,8 +126,8 @@ def analyze(graph: Graph, boards: Sequence[Board] = (), *, project: Path | None 
         model=graph.name, sha256=graph.sha256, plan_for=boards[0].id if boards else "portable", layers=layers,
         macs=program.macs, params=params,
         weight_bytes=program.weight_bytes, ram_bytes=plan.arena_bytes, naive_ram_bytes=plan.naive_bytes,
-        ram_lower_bound=plan.lower_bound, tflm_arena_bytes=tflm_min_arena(graph) if tflm else None,
-        code_bytes=code, code_measured=measured is not None, code_source=source, fits=fits,
+        ram_lower_bound=plan.lower_bound, tflm_arena_bytes=tflm_arena,
+        code_bytes=code, code_measured=measured is not None, code_source=source, fits=fits, tflm_error=tflm_error,
     )
 
 

@@ -45,12 +45,15 @@ def cmd(model: Path, board_ids: tuple[str, ...], project: Path | None, as_json: 
     t.add_row("", "total", "", "", f"{a.macs:,}", f"{a.weight_bytes:,}", f"peak {a.ram_bytes:,}", end_section=True)
     con.print(t)
     con.print(f"parameters: {a.params:,}   MACs: {a.macs:,}")
-    tflm = f"{a.tflm_arena_bytes:,} B (host interpreter, 64-bit)" if a.tflm_arena_bytes else "n/a"
+    tflm = f"{a.tflm_arena_bytes:,} B (host interpreter, 64-bit)" if a.tflm_arena_bytes else \
+        ("unavailable" if a.tflm_error else "n/a")
     ratio = f"  ratio {a.ram_bytes / a.tflm_arena_bytes:.2f}" if a.tflm_arena_bytes else ""
     con.print(f"activation RAM (tinyedge plan): {a.ram_bytes:,} B   naive: {a.naive_ram_bytes:,} B   "
               f"lower bound: {a.ram_lower_bound:,} B   TFLM minimum arena: {tflm}{ratio}")
     con.print(f"flash: {a.flash_bytes:,} B = weights {a.weight_bytes:,} + code {a.code_bytes:,} "
               f"({'measured: ' + a.code_source if a.code_measured else a.code_source})")
+    if a.tflm_error:  # the analysis above is tinyedge's own: only the comparison with TFLM is lost
+        con.print(f"TFLM minimum arena unavailable: {a.tflm_error}", markup=False, highlight=False, soft_wrap=True)
     for f in a.fits:
         verdict = "[green]fits[/]" if f["fits"] else "[red]does not fit[/]: " + "; ".join(f["problems"])
         con.print(f"{f['board']}: RAM {f['ram_needed']:,}/{f['ram_available']:,} B, flash "

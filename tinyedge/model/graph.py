@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
+from .validate import HINT, enum_names, validate_model
 
 _DTYPES = {
     "FLOAT32": np.float32, "FLOAT16": np.float16, "INT32": np.int32, "UINT8": np.uint8, "INT64": np.int64,
@@ -29,10 +30,6 @@ def _schema() -> Any:  # the generated flatbuffer module carries no type informa
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema  # noqa: PLC0415
 
     return schema
-
-
-def _enum_names(enum_cls: type) -> dict[int, str]:
-    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
 @dataclass
@@ -109,6 +106,9 @@ class Graph:
     description: str = ""
 
     def tensor(self, i: int) -> Tensor:
+        if i < 0:  # -1 is an omitted optional input: never let Python wrap it to the last tensor
+            raise ModelError(f"{self.name}: tensor index {i} (an omitted optional input) was read",
+                             "report this as a tinyedge bug, with the model attached")
         return self.tensors[i]
 
     @property
@@ -131,20 +131,39 @@ def _options_dict(opts: Any) -> dict[str, Any]:
     return out
 
 
-def read_model_bytes(buf: bytes, name: str = "model") -> Graph:
-    """Parse a TFLite flatbuffer; raise ModelError when it is not one."""
-    schema = _schema()
+def _text(value: Any, default: str = "") -> str:
+    """A flatbuffer string (bytes) as text; invalid UTF-8 is replaced, never an error."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value) if value else default
+
+
+def read_model_bytes(buf: bytes, name: str = "model", *, source: str | None = None) -> Graph:
+    """Parse and validate a TFLite flatbuffer; raise one ModelError naming ``source`` (default ``name``)
+    when it is not one, is corrupt, or fails ``validate.validate_model``. Nothing else escapes."""
+    where = source or name
     if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise ModelError(f"{name} is not a TFLite flatbuffer (no 'TFL3' identifier)",
+        raise ModelError(f"{where} is not a TFLite flatbuffer (no 'TFL3' identifier)",
                          "pass a .tflite file, e.g. one written by `tinyedge quantize`")
+    schema = _schema()
     try:
         model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(buf, 0))
     except Exception as exc:  # a corrupt flatbuffer can fail anywhere in the generated reader
-        raise ModelError(f"{name} is a corrupt TFLite flatbuffer ({exc})", "re-export the model") from None
-    if not model.subgraphs:
-        raise ModelError(f"{name} has no subgraph", "re-export the model")
-    op_names = _enum_names(schema.BuiltinOperator)
-    type_names = _enum_names(schema.TensorType)
+        raise ModelError(f"{where} is a corrupt or truncated TFLite flatbuffer ({type(exc).__name__}: {exc})",
+                         HINT) from None
+    try:
+        validate_model(model, len(buf), where, schema)
+        return _graph(model, buf, name, schema)
+    except ModelError:
+        raise
+    except Exception as exc:  # whatever validation did not foresee is still one error naming the file
+        raise ModelError(f"{where} could not be read ({type(exc).__name__}: {exc})", HINT) from None
+
+
+def _graph(model: Any, buf: bytes, name: str, schema: Any) -> Graph:
+    """The IR of a validated ModelT's first subgraph."""
+    op_names = enum_names(schema.BuiltinOperator)
+    type_names = enum_names(schema.TensorType)
     sg = model.subgraphs[0]
     tensors: list[Tensor] = []
     for i, t in enumerate(sg.tensors or []):
@@ -155,41 +174,36 @@ def read_model_bytes(buf: bytes, name: str = "model") -> Graph:
         qdim = 0
         if t.quantization is not None and t.quantization.scale is not None and len(t.quantization.scale):
             scale = np.asarray(t.quantization.scale, dtype=np.float32)
-            zp = np.asarray(t.quantization.zeroPoint if t.quantization.zeroPoint is not None else [0] * len(scale),
-                            dtype=np.int64)
+            zp = np.asarray(t.quantization.zeroPoint if t.quantization.zeroPoint is not None
+                            and len(t.quantization.zeroPoint) else [0] * len(scale), dtype=np.int64)
             qdim = int(t.quantization.quantizedDimension or 0)
         data: np.ndarray | None = None
-        buffer = model.buffers[t.buffer] if t.buffer < len(model.buffers) else None
-        if buffer is not None and buffer.data is not None and len(buffer.data):
+        buffer = model.buffers[t.buffer]  # in range: validated
+        raw = b""
+        if buffer.data is not None and len(buffer.data):
             raw = np.asarray(buffer.data, dtype=np.uint8).tobytes()
-            np_type = _DTYPES.get(dtype)
-            if np_type is not None:
-                data = np.frombuffer(raw, dtype=np_type).reshape(shape if shape else ())
-        elif buffer is not None and (getattr(buffer, "offset", None) or 0) > 1:
+        elif (getattr(buffer, "offset", None) or 0) > 1:
             raw = buf[buffer.offset: buffer.offset + buffer.size]
-            np_type = _DTYPES.get(dtype)
-            if np_type is not None:
-                data = np.frombuffer(raw, dtype=np_type).reshape(shape if shape else ())
-        tname = t.name.decode() if isinstance(t.name, bytes) else (t.name or f"t{i}")
-        tensors.append(Tensor(i, tname, shape, dtype, scale, zp, qdim, data, sig))
+        np_type = _DTYPES.get(dtype)
+        if raw and np_type is not None:  # the size matches the shape: validated
+            data = np.frombuffer(raw, dtype=np_type).reshape(shape if shape else ())
+        tensors.append(Tensor(i, _text(t.name, f"t{i}"), shape, dtype, scale, zp, qdim, data, sig))
     operators: list[Operator] = []
     for i, op in enumerate(sg.operators or []):
         oc = model.operatorCodes[op.opcodeIndex]
         code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
         opname = op_names.get(code, f"BUILTIN_{code}")
         if opname == "CUSTOM":
-            custom = oc.customCode.decode() if isinstance(oc.customCode, bytes) else str(oc.customCode)
-            opname = f"CUSTOM:{custom}"
+            opname = f"CUSTOM:{_text(oc.customCode)}"
         operators.append(Operator(
             i, opname, [int(x) for x in (op.inputs if op.inputs is not None else [])],
             [int(x) for x in (op.outputs if op.outputs is not None else [])],
             _options_dict(op.builtinOptions), int(oc.version or 1)))
-    desc = model.description.decode() if isinstance(model.description, bytes) else (model.description or "")
     return Graph(
         tensors=tensors, operators=operators,
         inputs=[int(x) for x in sg.inputs], outputs=[int(x) for x in sg.outputs],
         sha256=hashlib.sha256(buf).hexdigest(), model_bytes=bytes(buf),
-        num_subgraphs=len(model.subgraphs), name=name, description=desc,
+        num_subgraphs=len(model.subgraphs), name=name, description=_text(model.description),
     )
 
 
@@ -213,4 +227,4 @@ def load_model(path: str | Path) -> Graph:
     if path.suffix in (".keras", ".h5") or path.is_dir():
         raise ModelError(f"{path} is a Keras model, not a .tflite",
                          f"run `tinyedge quantize {path} --calib DATA.npz -o model.tflite` first")
-    return read_model_bytes(path.read_bytes(), name=name)
+    return read_model_bytes(path.read_bytes(), name=name, source=str(path))
