@@ -10,12 +10,13 @@ The layers, bottom to top (a module may import from its own package, its own lay
  3    ``oracle``, ``quantize``
  4    ``codegen``
  5    ``firmware``
- 6    ``link``
- 7    ``runners``
- 8    ``score``
- 9    ``monitor``
- 10   ``analysis``, ``pipeline``, ``matrix``
- 11   ``commands``, ``cli``, ``__main__``
+ 6    ``export`` (the model as a library for a user's firmware)
+ 7    ``link``
+ 8    ``runners``
+ 9    ``score``
+ 10   ``monitor``
+ 11   ``analysis``, ``pipeline``, ``matrix``
+ 12   ``commands``, ``cli``, ``__main__``
 ====  ==========================================================================
 
 A "package" here is the first name below ``tinyedge`` (``tinyedge.model.lower.conv`` is in ``model``).
@@ -42,6 +43,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("oracle", "quantize"),
     ("codegen",),
     ("firmware",),
+    ("export",),
     ("link",),
     ("runners",),
     ("score",),

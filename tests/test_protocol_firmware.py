@@ -132,12 +132,13 @@ def test_te_info(dut):
         "emulated": False, "arena_bytes": 4096, "input_bytes": 40, "output_count": 4, "layers": 3,
         "flash_bytes": 0, "ram_bytes": 0, "model": "fake", "mlperf_model": "kws01",
         "model_sha256": "ab" * 32, "version": "9.9.9-test", "protocol": 2,
+        "selftest": "none",  # the fake model has no golden data (TE_HAS_SELFTEST undefined)
     }
     assert dut.protocol == 2 and dut.layers == 3
     raw = dut.raw_log_path.read_bytes()
     lines = [ln for ln in raw.split(b"\r\n") if ln.startswith(b"te-info-")]
-    assert (len(lines) == 17 and lines[0].startswith(b"te-info-board=host*")
-            and lines[-1].startswith(b"te-info-keys=17*"))
+    assert (len(lines) == 18 and lines[0].startswith(b"te-info-board=host*")
+            and lines[-1].startswith(b"te-info-keys=18*"))
     for line in lines:  # one key per line, each with its own CRC
         payload, crc = line.rsplit(b"*", 1)
         assert int(crc, 16) == P.crc16_ccitt_false(payload) and crc == crc.upper()

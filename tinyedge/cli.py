@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quantize": ("tinyedge.commands.quantize", "Quantize a Keras/SavedModel model to full-integer int8 .tflite."),
     "inspect": ("tinyedge.commands.inspect", "Show ops, MACs, memory plan of a .tflite and whether it fits a board."),
     "generate": ("tinyedge.commands.generate", "Generate a PlatformIO firmware project for a model and board."),
+    "export": ("tinyedge.commands.export", "Export a model as a library for your own firmware (C API, self-test)."),
     "build": ("tinyedge.commands.build", "Build a generated project with PlatformIO (pio run)."),
     "flash": ("tinyedge.commands.flash", "Upload a built project to the board (pio run -t upload)."),
     "emulate": ("tinyedge.commands.emulate", "Run a built project's firmware in QEMU with the UART on a TCP port."),

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..boards import Board, get_board
-from ..codegen.cmodel import render_model, runtime_source
+from ..codegen.cmodel import ApiOptions, render_model, runtime_source
+from ..codegen.golden import golden_vectors_if_available
 from ..codegen.target import specialize
 from ..errors import FitError, TinyedgeError
 from ..model import Graph, load_model
@@ -85,7 +86,9 @@ def project_sources(graph: Graph, board: Board, *, mlperf_id: str | None = None
     if not fit.fits:
         raise FitError(f"model '{graph.name}' does not fit {board.id}: " + "; ".join(fit.problems()),
                        "pick a board with more memory (`tinyedge boards`), or shrink the model (fewer filters/units)")
-    cmodel = render_model(program, plan, mlperf_id=mlperf_id)
+    # The golden pair of te_model_selftest(), which main.c runs at boot and reports in te-info.
+    api = ApiOptions(golden=golden_vectors_if_available(program))
+    cmodel = render_model(program, plan, mlperf_id=mlperf_id, api=api)
     files: dict[str, str | bytes] = dict(project_files(board, project_name=graph.name))
     files.update(cmodel.files)
     files["src/main.c"] = runtime_source("main.c")  # the command loop: static, te_version.h names the version

@@ -253,7 +253,7 @@ def parse_te_info(text: str | list[str]) -> dict[str, str | int]:
     """te-info line(s) -> dict; numeric fields as int, ``emulated`` as bool.
 
     Accepts the one-line reply of protocol 1 (``te-info-board=x,clock_hz=25000000,...``) or the lines
-    of protocol 2 (``te-info-board=x``, ``te-info-clock_hz=25000000``, ..., ``te-info-keys=17``).
+    of protocol 2 (``te-info-board=x``, ``te-info-clock_hz=25000000``, ..., ``te-info-keys=18``).
     """
     texts = [text] if isinstance(text, str) else list(text)
     info: dict[str, str | int] = {}

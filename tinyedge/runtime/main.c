@@ -241,6 +241,9 @@ static uint32_t g_layer_ticks[TE_NUM_LAYERS];
 static int g_db_valid = 1;                 /* 0 after a rejected te-load: never infer on its bytes */
 static uint8_t g_typeahead[TYPEAHEAD];     /* bytes received during a long command, read first */
 static uint32_t g_ta_head, g_ta_len;
+/* te_model_selftest() at boot: 0 ok, i + 1 for the first output byte that differs from the tflite_micro
+ * interpreter's, negative without golden data (a model header from before the self-test: none). */
+static int g_selftest = -2;
 
 /* ------------------------------------------------------------------ input: typeahead and break */
 
@@ -563,7 +566,22 @@ static void info_u64(const char *key, uint64_t value) {
     line_end_crc();
 }
 
-#define TE_INFO_KEYS 17u
+#define TE_INFO_KEYS 18u
+
+/* te-info-selftest=ok | fail@<first differing output byte> | none */
+static void info_selftest(void) {
+    line_begin();
+    out_s("te-info-selftest=");
+    if (g_selftest == 0) {
+        out_s("ok");
+    } else if (g_selftest > 0) {
+        out_s("fail@");
+        out_u64((uint64_t)(g_selftest - 1));
+    } else {
+        out_s("none");
+    }
+    line_end_crc();
+}
 
 static void cmd_te_info(void) {
     uint64_t flash = 0, ram = 0;
@@ -587,6 +605,7 @@ static void cmd_te_info(void) {
     info_str("model_sha256", TE_MODEL_SHA256);
     info_str("version", TE_FW_VERSION);
     info_u64("protocol", (uint64_t)TE_PROTOCOL_VERSION);
+    info_selftest();
     info_u64("keys", (uint64_t)TE_INFO_KEYS);
 }
 
@@ -860,6 +879,11 @@ int main(void) {
     int overflow = 0;
 
     te_port_init();
+#if defined(TE_HAS_SELFTEST) && TE_HAS_SELFTEST
+    /* The golden input through the model before anything else: a wrong compiler flag, a misplaced arena or a
+     * broken port shows in te-info as selftest=fail@<i> before a single real input is trusted. */
+    g_selftest = te_model_selftest();
+#endif
     /* USER CODE BEGIN init */
 
     /* USER CODE END init */
