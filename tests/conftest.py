@@ -16,6 +16,18 @@ TIERS = ("unit", "slow", "hil")
 _TF_BEFORE = pytest.StashKey[bool]()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The hardware-in-the-loop suite's options (tests/test_hil.py): which board, where it is."""
+    group = parser.getgroup("tinyedge hil", "hardware in the loop (pytest -m hil)")
+    group.addoption("--board", default=None, metavar="ID", help="board id of the attached board, e.g. nucleo_l4r5zi")
+    group.addoption("--port", default=None, metavar="PORT",
+                    help="its serial port (e.g. /dev/ttyACM0) or a pyserial URL (socket://, rfc2217://)")
+    group.addoption("--place", default=None, metavar="NAME",
+                    help="a labgrid place holding the board (instead of --port)")
+    group.addoption("--power-trace", default=None, metavar="CSV",
+                    help="a power-monitor trace (tinyedge.score.energy format) of the board running the KWS firmware")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A test without a tier (or with two) fails: `-m unit` must mean what it says. Then note whether

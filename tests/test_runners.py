@@ -125,6 +125,13 @@ def test_engine_the_board_lacks_is_a_board_error():
         runner_for(QEMU_BOARD, engine="bochs")
 
 
+@pytest.mark.unit
+def test_serial_runner_names_the_boards_own_uploader(pty_port):
+    """A real board flashes with its board file's tool (no vendor platform): the progress line says which."""
+    assert SerialBoardRunner(get_board("pico"), pty_port).describe() == f"flash: uf2 ({pty_port})"
+    assert SerialBoardRunner(get_board(REAL_BOARD), pty_port).describe() == f"flash: openocd ({pty_port})"
+
+
 # ------------------------------------------------------------------------------------------ Renode
 @pytest.mark.unit
 def test_renode_runner_without_renode_says_how_to_install(tiny, tmp_path, monkeypatch):

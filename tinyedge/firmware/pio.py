@@ -1,4 +1,4 @@
-"""``pio run`` (build) and ``pio run -t upload`` (flash) of a generated project, with clear errors."""
+"""``pio run`` (build) and flashing (``pio run -t upload`` or :mod:`.upload`) of a project, with clear errors."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from .. import proc
 from ..errors import FitError, TinyedgeError, ToolError
 from .project import PLATFORM_DIR
 from .provision import pio_env, provision
+from .upload import UploadPlan, default_tool, explain_upload_failure, plan_upload, project_board, run_upload
 
 GCC_HINT = "sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi (or put an Arm GNU toolchain on PATH)"
 BUILD_TIMEOUT_S = 900.0
@@ -166,49 +167,51 @@ def elf_size(elf: Path) -> BuildResult:
     return BuildResult(elf=elf, text=text, data=data, bss=bss)
 
 
-# Uploader failures users can fix, recognised in the uploader's output: (pattern, problem, what to try).
-_UPLOAD_FAILURES: list[tuple[re.Pattern[str], str, str]] = [
-    (
-        re.compile(r"Permission denied|LIBUSB_ERROR_ACCESS|\[Errno 13\]|insufficient permissions", re.I),
-        "permission denied on the board's port",
-        "add yourself to the dialout group (sudo usermod -aG dialout $USER, then log in again) or install "
-        "PlatformIO's udev rules (https://docs.platformio.org/en/latest/core/installation/udev-rules.html)",
-    ),
-    (
-        re.compile(r"Device or resource busy|Resource busy|\[Errno 16\]|LIBUSB_ERROR_BUSY|"
-                   r"could not exclusively lock", re.I),
-        "the board's port is busy",
-        "close whatever holds it (a serial monitor, another tinyedge or pio process) and flash again",
-    ),
-    (
-        re.compile(
-            r"No device found|no device|could not open port|No such file or directory: '/dev/|"
-            r"Please specify `upload_port`|"
-            r"Unable to find|not found.*(device|probe|st-?link)|Couldn't find|No (DFU|ST-?Link|J-?Link|probe)|"
-            r"open failed|LIBUSB_ERROR_NOT_FOUND|No serial data received",
-            re.I,
-        ),
-        "no board found to upload to",
-        "connect the board (check the USB cable carries data), then pass the port with --upload-port "
-        "(`pio device list` shows the candidates)",
-    ),
-]
+def upload_plan(project_dir: Path | str, *, tool: str | None = None, upload_port: str | None = None,
+                image: Path | None = None) -> UploadPlan | None:
+    """How :func:`flash_project` would flash ``project_dir`` without PlatformIO (see
+    :mod:`tinyedge.firmware.upload`), or None when it runs ``pio run -t upload``: ``tool="pio"``, or no
+    tool given and the board names none (emulated boards, projects without ``tinyedge.json``)."""
+    project = _require_project(Path(project_dir))
+    if tool == "pio":
+        return None
+    if tool is None and not (project / "tinyedge.json").is_file():
+        return None
+    board = project_board(project)
+    if tool is None and default_tool(board) == "pio":
+        return None
+    return plan_upload(project, board, project_env(project), tool=tool, upload_port=upload_port, image=image)
 
 
-def flash_project(project_dir: Path | str, upload_port: str | None = None, core_dir: Path | None = None) -> None:
-    """Upload a project's firmware with ``pio run -t upload`` (building it first when needed).
+def pio_upload_command(project_dir: Path | str, upload_port: str | None = None) -> list[str]:
+    """``pio run -d PROJECT -t upload [--upload-port PORT]``."""
+    cmd = pio_command("run", "-d", str(Path(project_dir).resolve()), "-t", "upload")
+    return cmd + ["--upload-port", str(upload_port)] if upload_port else cmd
 
-    For an emulated board this starts QEMU through ``tinyedge emulate`` and returns when the firmware
-    exits; ``upload_port`` is then the TCP port of the UART. Common uploader failures (no device,
-    permission denied, port busy) become one TinyedgeError that says what to try.
+
+def flash_project(project_dir: Path | str, upload_port: str | None = None, core_dir: Path | None = None, *,
+                  tool: str | None = None, image: Path | None = None) -> None:
+    """Flash a project's firmware to its board.
+
+    With the board's ``flash.tool`` (or ``tool``: pyocd, openocd, uf2, esptool) this runs that uploader on
+    the ELF/.bin already built in ``.pio/build/<env>/`` (or ``image``): no vendor platform needed. With
+    ``tool="pio"``, or for a board that names no tool, it runs ``pio run -t upload`` (building first when
+    needed); for an emulated board that starts QEMU through ``tinyedge emulate`` and returns when the
+    firmware exits, ``upload_port`` then being the TCP port of the UART. Common uploader failures (no
+    device, permission denied, port busy) become one TinyedgeError that says what to try.
     """
+    plan = upload_plan(project_dir, tool=tool, upload_port=upload_port, image=image)
+    if plan is not None:
+        run_upload(plan)
+        return
+    if image is not None:
+        raise TinyedgeError("--image needs an uploader that flashes a file (pyocd, openocd, uf2 or esptool)",
+                            "pass --tool with one of them, or drop --image to let `pio run -t upload` build and flash")
     project = _require_project(Path(project_dir))
     if uses_tinyedge_platform(project):
         proc.which("arm-none-eabi-gcc", GCC_HINT)
     core = provision(core_dir)
-    cmd = pio_command("run", "-d", str(project), "-t", "upload")
-    if upload_port:
-        cmd += ["--upload-port", str(upload_port)]
+    cmd = pio_upload_command(project, upload_port)
     emulated = _is_emulated(project)
     # An emulated "upload" runs until the firmware exits and prints where its UART is: stream its output.
     result = proc.run(cmd, env=pio_env(core), check=False, capture=not emulated, what="pio run -t upload",
@@ -219,11 +222,9 @@ def flash_project(project_dir: Path | str, upload_port: str | None = None, core_
     download = _download_error(project, output)
     if download is not None:
         raise download
-    for pattern, problem, hint in _UPLOAD_FAILURES:
-        match = pattern.search(output)
-        if match:
-            line = next((ln.strip() for ln in output.splitlines() if pattern.search(ln)), match.group(0))
-            raise TinyedgeError(f"upload of {project} failed: {problem} ({line})", hint)
+    known = explain_upload_failure(str(project), output)
+    if known is not None:
+        raise known
     details = _explain(output) if output.strip() else f"exit code {result.returncode}"
     raise ToolError(
         f"pio run -t upload failed for {project}:\n{details}",

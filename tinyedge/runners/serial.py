@@ -1,4 +1,5 @@
-"""A real board on a serial port: flashed by PlatformIO (``pio run -t upload``), then reached over its UART."""
+"""A real board on a serial port: flashed with its board file's uploader (pyOCD, OpenOCD, UF2, esptool, or
+``pio run -t upload``), then reached over its UART."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from ..boards import Board
 from ..errors import LinkError, TinyedgeError
 from ..firmware import flash_project
+from ..firmware.upload import default_tool
 
 #: Where a real board's port usually is, for the error messages.
 PORT_EXAMPLE = "/dev/ttyACM0"
@@ -51,8 +53,8 @@ def check_port(port: str | None, board_id: str = "the board") -> str:
 
 class SerialBoardRunner:
     """The :class:`~tinyedge.runners.core.Runner` for a real board: :meth:`start` flashes the built project
-    with PlatformIO and returns ``port`` (its UART). The port is checked when the runner is made, so a
-    missing or mistyped port fails before anything is built.
+    with the board's uploader (:func:`tinyedge.firmware.flash_project`) and returns ``port`` (its UART). The
+    port is checked when the runner is made, so a missing or mistyped port fails before anything is built.
 
     ``upload_port`` is what the uploader gets (``pio run -t upload --upload-port``); by default the serial
     port itself when it is a device, and none for a URL (the uploader then finds the board or its probe).
@@ -68,7 +70,9 @@ class SerialBoardRunner:
 
     def describe(self) -> str:
         """What :meth:`start` does, for progress messages."""
-        return f"flash: pio run -t upload ({self.upload_port or 'auto-detected port'})"
+        tool = default_tool(self.board)
+        how = "pio run -t upload" if tool == "pio" else tool
+        return f"flash: {how} ({self.upload_port or 'auto-detected port'})"
 
     def start(self, project_dir: Path) -> str:
         """Flash ``project_dir``'s firmware to the board (building it first when needed); returns the port."""
