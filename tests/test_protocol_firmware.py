@@ -133,12 +133,14 @@ def test_te_info(dut):
         "flash_bytes": 0, "ram_bytes": 0, "model": "fake", "mlperf_model": "kws01",
         "model_sha256": "ab" * 32, "version": "9.9.9-test", "protocol": 2,
         "selftest": "none",  # the fake model has no golden data (TE_HAS_SELFTEST undefined)
+        "timestamp": "timer",  # not emulated: m-lap-us is the timer's microseconds
+        "baud": 0,  # the host port has no UART (TE_UART_BAUD undefined)
     }
     assert dut.protocol == 2 and dut.layers == 3
     raw = dut.raw_log_path.read_bytes()
     lines = [ln for ln in raw.split(b"\r\n") if ln.startswith(b"te-info-")]
-    assert (len(lines) == 18 and lines[0].startswith(b"te-info-board=host*")
-            and lines[-1].startswith(b"te-info-keys=18*"))
+    assert (len(lines) == 20 and lines[0].startswith(b"te-info-board=host*")
+            and lines[-1].startswith(b"te-info-keys=20*"))
     for line in lines:  # one key per line, each with its own CRC
         payload, crc = line.rsplit(b"*", 1)
         assert int(crc, 16) == P.crc16_ccitt_false(payload) and crc == crc.upper()

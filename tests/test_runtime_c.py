@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tinyedge.boards import get_board
+from tinyedge.codegen.cmodel import ApiOptions
 from tinyedge.firmware.project import project_files
 from tinyedge.paths import runtime_dir
 from tinyedge.proc import run
@@ -29,6 +30,9 @@ C_TESTS = {
     "test_kernels": ["te_kernels.c"],
     "test_elementwise": ["te_kernels_elementwise.c", "te_kernels_shape.c", "te_kernels.c"],
     "test_dsp": ["te_kernels_dsp.c", "te_kernels.c"],
+    # main.c's m-results formatter against the host printf("%.3f"); includes main.c itself, which needs the
+    # generated headers (_generated_headers) and -DTE_HOST
+    "test_format": [],
 }
 
 
@@ -47,7 +51,8 @@ def _generated_headers(folder: Path) -> Path:
     model = dict(name="unit", sha256="ab" * 32, mlperf_id="ic01", input_bytes=40, output_count=4, output_bytes=4,
                  input_is_float=0, output_is_float=0, arena_bytes=64, macs=100, input_scale="0.5",
                  input_zero_point=-1, output_scale="0.00390625", output_zero_point=-128)
-    (folder / "te_model.h").write_text(render("te_model.h.j2", model=model, steps=[{}] * 3, version="0.0.0-unit"))
+    (folder / "te_model.h").write_text(render("te_model.h.j2", model=model, steps=[{}] * 3, version="0.0.0-unit",
+                                                api=ApiOptions().context()))
     (folder / "te_version.h").write_text(render("te_version.h.j2", version="0.0.0-unit"))
     return folder
 
@@ -69,8 +74,9 @@ def test_runtime_folder_holds_plain_c() -> None:
 @pytest.mark.parametrize("name", sorted(C_TESTS))
 def test_c_unit_tests(name: str, tmp_path: Path) -> None:
     exe = tmp_path / name
-    run([_gcc(), *HOST_FLAGS, "-O1", "-I", RUNTIME, RUNTIME / "tests" / f"{name}.c",
-         *[RUNTIME / s for s in C_TESTS[name]], "-o", exe], what=f"host build of {name}")
+    inc = _generated_headers(tmp_path / "inc")
+    run([_gcc(), *HOST_FLAGS, "-O1", "-DTE_HOST", "-I", RUNTIME, "-I", inc, RUNTIME / "tests" / f"{name}.c",
+         *[RUNTIME / s for s in C_TESTS[name]], "-lm", "-o", exe], what=f"host build of {name}")
     proc = run([exe], check=False, capture=True, what=name, timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and " 0 failed" in out, out

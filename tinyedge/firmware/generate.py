@@ -77,9 +77,12 @@ class GeneratedProject:
     fit: FitReport
 
 
-def project_sources(graph: Graph, board: Board, *, mlperf_id: str | None = None
+def project_sources(graph: Graph, board: Board, *, mlperf_id: str | None = None, energy_mode: bool = False
                     ) -> tuple[dict[str, str | bytes], Program, MemoryPlan, FitReport]:
-    """All files of the project in memory (nothing written), after the support and fit checks."""
+    """All files of the project in memory (nothing written), after the support and fit checks.
+
+    ``energy_mode``: the firmware boots in MLPerf Tiny's energy timestamp mode (see :func:`generate_project`).
+    """
     program = specialize(build_program(graph), board)  # the board's fastest exact kernels (DSP where it has it)
     plan = plan_memory(program)
     fit = fit_report(program, plan, board, graph.input.nbytes)
@@ -89,7 +92,7 @@ def project_sources(graph: Graph, board: Board, *, mlperf_id: str | None = None
     # The golden pair of te_model_selftest(), which main.c runs at boot and reports in te-info.
     api = ApiOptions(golden=golden_vectors_if_available(program))
     cmodel = render_model(program, plan, mlperf_id=mlperf_id, api=api)
-    files: dict[str, str | bytes] = dict(project_files(board, project_name=graph.name))
+    files: dict[str, str | bytes] = dict(project_files(board, project_name=graph.name, energy_mode=energy_mode))
     files.update(cmodel.files)
     files["src/main.c"] = runtime_source("main.c")  # the command loop: static, te_version.h names the version
     files["model.tflite"] = graph.model_bytes
@@ -104,6 +107,8 @@ def project_sources(graph: Graph, board: Board, *, mlperf_id: str | None = None
         "macs": program.macs,
         "layers": [s.op.opcode for s in program.steps],
     }
+    if energy_mode:
+        manifest["mlperf_timestamp_mode"] = "energy"
     files["tinyedge.json"] = json.dumps(manifest, indent=2) + "\n"
     return files, program, plan, fit
 
@@ -353,16 +358,21 @@ def _write_new(files: dict[str, bytes], out_dir: Path) -> None:
 
 
 def generate_project(model: str | Path | Graph, board: str | Board, out_dir: str | Path, *,
-                     mlperf_id: str | None = None, force: bool = False) -> GeneratedProject:
+                     mlperf_id: str | None = None, force: bool = False, energy_mode: bool = False
+                     ) -> GeneratedProject:
     """Generate a PlatformIO project for ``model`` on ``board`` into ``out_dir``.
 
     Raises UnsupportedModelError (every problem listed), FitError (bytes needed vs available) or
     BoardError before anything is written. Regenerating over a project keeps the files the user added
     and the ``USER CODE`` sections, and raises EditedFilesError for generated files the user changed
     unless ``force`` (see :func:`write_project`).
+
+    ``energy_mode`` builds MLPerf Tiny's energy timestamp mode, as the reference firmware's
+    ``EE_CFG_ENERGY_MODE``: the boot line ``m-timestamp-mode-energy``, a pulse on the board's timestamp GPIO
+    (``mlperf.timestamp_gpio``) per ``timestamp``, the UART at the energy baud (``mlperf.energy_baud``, 9600).
     """
     graph = model if isinstance(model, Graph) else load_model(model)
     board = board if isinstance(board, Board) else get_board(board)
-    files, program, plan, fit = project_sources(graph, board, mlperf_id=mlperf_id)
+    files, program, plan, fit = project_sources(graph, board, mlperf_id=mlperf_id, energy_mode=energy_mode)
     write_project(files, Path(out_dir), force=force)
     return GeneratedProject(Path(out_dir), board, graph, program, plan, fit)

@@ -22,6 +22,10 @@ MIN_STACK_BYTES = 4096
 #: The UART driver of boards built with the Arduino framework (stock PlatformIO platforms).
 ARDUINO = "arduino"
 
+#: The baud of MLPerf Tiny's energy mode (the runner talks through its interface board at 9600), unless the
+#: board file names another (``mlperf.energy_baud``).
+ENERGY_BAUD = 9600
+
 # template name -> path it produces (relative to the project); "{id}" is the board id.
 _FILES = {
     "platformio.ini.j2": "platformio.ini",
@@ -50,10 +54,38 @@ def _nrf51_baudrate(baud: int) -> int:
     return ((baud << 32) // 16_000_000 + 0x800) & ~0xFFF
 
 
-def port_context(board: Board, *, project_name: str) -> dict[str, Any]:
-    """Template variables for the board files; BoardError when the port cannot support the board."""
+def mlperf_context(board: Board, *, energy_mode: bool) -> dict[str, Any]:
+    """Template variables of the MLPerf Tiny timestamp mode: ``energy_mode``, the energy baud, the UART baud
+    the firmware runs at, and the timestamp GPIO (``mlperf`` in the board file; Arduino boards only)."""
+    mlperf = board.raw.get("mlperf") or {}
+    energy_baud = int(mlperf.get("energy_baud", ENERGY_BAUD))
+    gpio = mlperf.get("timestamp_gpio")
+    pin = gpio["pin"] if gpio is not None and is_arduino(board) else None
+    if energy_mode and is_arduino(board) and pin is None:
+        raise BoardError(
+            f"board '{board.id}' names no timestamp GPIO, which MLPerf Tiny's energy mode pulses",
+            "add mlperf: {timestamp_gpio: {pin: N}} to the board file (a free pin; see boards/nucleo_l4r5zi.yaml)",
+        )
+    doc = None
+    if gpio is not None:
+        doc = f"Arduino pin {gpio['pin']}" + (f" ({gpio['mcu']})" if gpio.get("mcu") else "")
+    return {
+        "energy_mode": energy_mode,
+        "energy_baud": energy_baud,
+        "board_energy_baud": "energy_baud" in mlperf,
+        "uart_baud": energy_baud if energy_mode else int(board.uart["baud"]),
+        "timestamp_pin": pin,
+        "timestamp_pin_doc": doc,
+    }
+
+
+def port_context(board: Board, *, project_name: str, energy_mode: bool = False) -> dict[str, Any]:
+    """Template variables for the board files; BoardError when the port cannot support the board.
+
+    ``energy_mode`` builds MLPerf Tiny's energy timestamp mode (:func:`mlperf_context`).
+    """
     if is_arduino(board):
-        return arduino_context(board, project_name=project_name)
+        return {**arduino_context(board, project_name=project_name), **mlperf_context(board, energy_mode=energy_mode)}
     if board.core not in cortex_m_cores():
         raise BoardError(
             f"board '{board.id}' has core {board.core}, but tinyedge's bare-metal port only supports Cortex-M",
@@ -70,7 +102,9 @@ def port_context(board: Board, *, project_name: str) -> dict[str, Any]:
         raise BoardError(f"board '{board.id}' has no uart.base",
                          f"add the {driver} UART's base address to the board file")
     timer_hz = int(board.timer["hz"])
+    mlperf = mlperf_context(board, energy_mode=energy_mode)
     return {
+        **mlperf,
         "board": board,
         "project_name": project_name,
         "platform_dir": PLATFORM_DIR.as_posix(),
@@ -84,6 +118,7 @@ def port_context(board: Board, *, project_name: str) -> dict[str, Any]:
         "uart": driver,
         "uart_base": base,
         "nrf_baudrate": _nrf51_baudrate(int(board.uart["baud"])),
+        "nrf_energy_baudrate": _nrf51_baudrate(mlperf["energy_baud"]),
         # SysTick counts the CPU clock unless the board says its timer runs at another rate.
         "systick_cpu_clock": timer_hz == board.clock_hz or board.timer["driver"] != "systick",
         "systick_hz": timer_hz if board.timer["driver"] == "systick" else board.clock_hz,
@@ -118,15 +153,16 @@ def arduino_context(board: Board, *, project_name: str) -> dict[str, Any]:
     }
 
 
-def project_files(board: Board, *, project_name: str) -> dict[str, str]:
+def project_files(board: Board, *, project_name: str, energy_mode: bool = False) -> dict[str, str]:
     """Relative path -> content of the board files of a project for ``board``.
 
     ``platformio.ini``, ``boards/<id>.json``, ``linker.ld``, ``src/startup.c``, ``src/te_port.h`` and
     ``src/te_port.c``, each rendered from the template of the same name in ``firmware_templates/``.
     An Arduino-framework board (``uart.driver: arduino``) gets ``platformio.ini`` for its stock platform,
     ``src/te_port.h`` and ``src/te_port.cpp`` only: the platform brings startup code and linker script.
-    The code generator adds ``src/main.c`` and the model files.
+    The code generator adds ``src/main.c`` and the model files. ``energy_mode`` builds MLPerf Tiny's energy
+    timestamp mode (``TE_ENERGY_MODE 1``: a GPIO pulse per ``timestamp``, the UART at the energy baud).
     """
-    context = port_context(board, project_name=project_name)
+    context = port_context(board, project_name=project_name, energy_mode=energy_mode)
     files = _ARDUINO_FILES if context["arduino"] else _FILES
     return {path.format(id=board.id): render(template, **context) for template, path in files.items()}

@@ -217,7 +217,7 @@ def error_message(text: str) -> str:
 
 
 _INT_KEYS = {"clock_hz", "timer_hz", "emulated", "arena_bytes", "input_bytes", "output_count",
-             "layers", "flash_bytes", "ram_bytes", "protocol", "keys"}
+             "layers", "flash_bytes", "ram_bytes", "protocol", "baud", "keys"}
 #: Keys without which a te-info reply is useless to a host.
 INFO_REQUIRED = ("board", "model_sha256", "timer_hz", "output_count", "input_bytes")
 
@@ -253,7 +253,7 @@ def parse_te_info(text: str | list[str]) -> dict[str, str | int]:
     """te-info line(s) -> dict; numeric fields as int, ``emulated`` as bool.
 
     Accepts the one-line reply of protocol 1 (``te-info-board=x,clock_hz=25000000,...``) or the lines
-    of protocol 2 (``te-info-board=x``, ``te-info-clock_hz=25000000``, ..., ``te-info-keys=18``).
+    of protocol 2 (``te-info-board=x``, ``te-info-clock_hz=25000000``, ..., ``te-info-keys=20``).
     """
     texts = [text] if isinstance(text, str) else list(text)
     info: dict[str, str | int] = {}

@@ -39,6 +39,22 @@
 #define TE_SRC() te_timer_source()
 #endif
 
+/* MLPerf Tiny timestamp mode, chosen at build time as in the reference firmware (EE_CFG_ENERGY_MODE):
+ * 0 performance (`timestamp` prints m-lap-us-<us>), 1 energy (`timestamp` pulses the board's timestamp GPIO
+ * through te_port_timestamp_pulse() and prints nothing; the UART runs at the energy baud). Set by
+ * `tinyedge generate --energy-mode` (te_port.h) or -D TE_ENERGY_MODE=1 in platformio.ini's build_flags. */
+#ifndef TE_ENERGY_MODE
+#define TE_ENERGY_MODE 0
+#endif
+/* 1: m-lap-us is the board-clock estimate instructions / TE_CLOCK_HZ (emulated boards, where the timer
+ * counts the emulator's virtual time, one instruction per ns under QEMU -icount shift=0); 0: the timer. */
+#ifndef TE_TIMESTAMP_ESTIMATE
+#define TE_TIMESTAMP_ESTIMATE (TE_EMULATED)
+#endif
+#ifndef TE_UART_BAUD
+#define TE_UART_BAUD 0u /* a port without a UART (the host build) */
+#endif
+
 #define EE_FW_VERSION "ULPMark for tinyML Firmware V0.0.1"
 /* Version of the te- extension grammar (docs/protocol.md); hosts check it in te-info. */
 #define TE_PROTOCOL_VERSION 2u
@@ -130,31 +146,93 @@ static void out_hex8(uint8_t b) {
     out_c(digits[b & 0x0Fu]);
 }
 
-/* Fixed three decimals, rounded half away from zero: what the reference's "%0.3f" shows. */
-static void out_f3(float v) {
-    if (v != v) { /* NaN cannot come from int8 * finite scale, but never print garbage */
-        out_s("nan");
-        return;
-    }
-    if (v < 0.0f) {
-        v = -v;
-        /* no "-0.000" for values that round to zero */
-        if (v >= 0.0005f) {
-            out_c('-');
+/* u64 / u32 by shift and subtract: the only 64-bit divisions in the firmware (timestamps, m-results), and
+ * this loop is a few dozen bytes where libgcc's __udivmoddi4 is 700. */
+static uint64_t div_u64_u32(uint64_t n, uint32_t d, uint32_t *rem) {
+    uint64_t q = 0, r = 0;
+    for (int i = 63; i >= 0; --i) {
+        r = (r << 1) | ((n >> i) & 1u);
+        if (r >= d) {
+            r -= d;
+            q |= (uint64_t)1 << i;
         }
     }
-    /* Only float->uint32 conversions: a float->uint64 one pulls ~2.5 KB of double-precision libgcc
-     * routines into the firmware. Dequantized int8 outputs are far below 2^32. */
-    if (v >= 4294967040.0f) {
-        out_s("4294967295.999");
+    *rem = (uint32_t)r;
+    return q;
+}
+
+/* Exactly what the reference's printf("%0.3f", (double)v) prints, for every float: v's exact binary value
+ * rounded to three decimals, ties (exact halves such as 0.0625) to even as C libraries do ("0.062"),
+ * "-" for every negative value including those that round to zero ("-0.000"), "inf" and "nan". No
+ * floating-point arithmetic at all: the float's bits are a 24-bit integer m times 2^e. */
+static void out_f3(float v) {
+    union {
+        float f;
+        uint32_t u;
+    } bits;
+    bits.f = v;
+    const uint32_t exp_field = (bits.u >> 23) & 0xFFu;
+    const uint32_t mant = bits.u & 0x7FFFFFu;
+    if (bits.u >> 31) {
+        out_c('-');
+    }
+    if (exp_field == 0xFFu) {
+        out_s(mant ? "nan" : "inf");
         return;
     }
-    uint32_t whole = (uint32_t)v;
-    uint32_t frac = (uint32_t)((v - (float)whole) * 1000.0f + 0.5f);
-    if (frac >= 1000u) {
-        whole += 1u;
-        frac -= 1000u;
+    /* v = m * 2^e exactly (subnormals: no implicit bit, the smallest exponent). */
+    const uint32_t m = exp_field ? (mant | 0x800000u) : mant;
+    const int e = (exp_field ? (int)exp_field : 1) - 150;
+    if (e >= 0) {
+        /* An integer (v >= 2^23): the digits of m * 2^e and ".000". Past 64 bits (e > 40), doubled in
+         * base-10^9 limbs: 5 limbs hold FLT_MAX (3.4e38). */
+        if (e <= 40) {
+            out_u64((uint64_t)m << e);
+        } else {
+            uint32_t limb[5] = {m % 1000000000u, m / 1000000000u, 0u, 0u, 0u};
+            for (int i = 0; i < e; i++) {
+                uint32_t carry = 0u;
+                for (int k = 0; k < 5; k++) {
+                    uint32_t d = limb[k] * 2u + carry;
+                    carry = d >= 1000000000u;
+                    limb[k] = carry ? d - 1000000000u : d;
+                }
+            }
+            int top = 4;
+            while (top > 0 && limb[top] == 0u) {
+                top--;
+            }
+            out_u64(limb[top]);
+            while (top-- > 0) {
+                char digits[9];
+                uint32_t x = limb[top];
+                for (int k = 8; k >= 0; k--) {
+                    digits[k] = (char)('0' + (int)(x % 10u));
+                    x /= 10u;
+                }
+                for (int k = 0; k < 9; k++) {
+                    out_c(digits[k]);
+                }
+            }
+        }
+        out_s(".000");
+        return;
     }
+    /* v * 1000 = m * 1000 / 2^k (k = -e >= 1), m * 1000 < 2^34: q its integer part, rest compared with the
+     * half. From k = 36 on v * 1000 < 1/2 (never a tie): 0.000. */
+    const uint32_t k = (uint32_t)(-e);
+    uint64_t q = 0u;
+    if (k < 36u) {
+        const uint64_t x = (uint64_t)m * 1000u;
+        const uint64_t rest = x & (((uint64_t)1 << k) - 1u);
+        const uint64_t half = (uint64_t)1 << (k - 1u);
+        q = x >> k;
+        if (rest > half || (rest == half && (q & 1u))) {
+            q++;
+        }
+    }
+    uint32_t frac;
+    const uint64_t whole = div_u64_u32(q, 1000u, &frac);
     out_u64(whole);
     out_c('.');
     out_c((char)('0' + frac / 100u));
@@ -336,21 +414,7 @@ static uint64_t infer_once(void) {
     return g_last_ticks;
 }
 
-/* u64 / u32 by shift and subtract: timestamps are the only 64-bit divisions in the firmware, and this
- * loop is a few dozen bytes where libgcc's __udivmoddi4 is 700. */
-static uint64_t div_u64_u32(uint64_t n, uint32_t d, uint32_t *rem) {
-    uint64_t q = 0, r = 0;
-    for (int i = 63; i >= 0; --i) {
-        r = (r << 1) | ((n >> i) & 1u);
-        if (r >= d) {
-            r -= d;
-            q |= (uint64_t)1 << i;
-        }
-    }
-    *rem = (uint32_t)r;
-    return q;
-}
-
+#if !TE_ENERGY_MODE
 static uint64_t ticks_to_us(uint64_t ticks) {
     uint32_t hz = TE_HZ();
     if (hz == 0u) {
@@ -361,14 +425,38 @@ static uint64_t ticks_to_us(uint64_t ticks) {
     return whole * 1000000u + div_u64_u32((uint64_t)rem * 1000000u, hz, &unused);
 }
 
+/* The board-clock estimate of `ticks` in microseconds: instructions = ticks * 1e9 / timer_hz (one
+ * instruction per ns of QEMU's virtual time), then instructions / clock_hz: the figure report.json calls
+ * the latency estimate, so the MLPerf runner's throughput equals tinyedge's. Two exact 64/32 steps. */
+static uint64_t ticks_to_estimate_us(uint64_t ticks) {
+    const uint32_t hz = TE_HZ();
+    const uint32_t clock = (uint32_t)(TE_CLOCK_HZ);
+    if (hz == 0u || clock == 0u) {
+        return ticks_to_us(ticks);
+    }
+    uint32_t rem, unused;
+    uint64_t whole = div_u64_u32(ticks, hz, &rem);
+    const uint64_t instructions = whole * 1000000000u + div_u64_u32((uint64_t)rem * 1000000000u, hz, &unused);
+    whole = div_u64_u32(instructions, clock, &rem);
+    return whole * 1000000u + div_u64_u32((uint64_t)rem * 1000000u, clock, &unused);
+}
+
+#endif /* !TE_ENERGY_MODE */
+
 /* ------------------------------------------------------------------ MLPerf Tiny commands */
 
 static void timestamp(void) {
-    uint64_t us = ticks_to_us(te_timer_ticks());
+#if TE_ENERGY_MODE
+    /* Energy mode: the power monitor's interface board sees the edge; the reference prints nothing. */
+    te_port_timestamp_pulse();
+#else
+    const uint64_t ticks = te_timer_ticks();
+    const uint64_t us = (TE_TIMESTAMP_ESTIMATE) ? ticks_to_estimate_us(ticks) : ticks_to_us(ticks);
     line_begin();
     out_s("m-lap-us-");
     out_u64(us);
     line_end();
+#endif
 }
 
 static void print_results(void) {
@@ -528,7 +616,11 @@ static void cmd_help(void) {
     say("");
     say("help         : Print this information");
     say("name         : Print the name of the device");
+#if TE_ENERGY_MODE
+    say("timestamp    : Generate a timestamp (energy mode: a GPIO pulse)");
+#else
     say("timestamp    : Generate a timestamp");
+#endif
     say("db SUBCMD    : Manipulate a generic byte buffer");
     say("  load N     : Allocate N bytes and set load counter");
     say("  db HH[HH]* : Load 8-bit hex byte(s) until N bytes");
@@ -566,7 +658,25 @@ static void info_u64(const char *key, uint64_t value) {
     line_end_crc();
 }
 
-#define TE_INFO_KEYS 18u
+#define TE_INFO_KEYS 20u
+
+/* te-info-timestamp: what `timestamp` / m-lap-us report. estimate@<clock_hz>: instructions / clock_hz (an
+ * emulated board); timer: the board timer; energy: a GPIO pulse, no text (energy mode). */
+static void info_timestamp(void) {
+    line_begin();
+    out_s("te-info-timestamp=");
+#if TE_ENERGY_MODE
+    out_s("energy");
+#else
+    if (TE_TIMESTAMP_ESTIMATE) {
+        out_s("estimate@");
+        out_u64((uint64_t)(TE_CLOCK_HZ));
+    } else {
+        out_s("timer");
+    }
+#endif
+    line_end_crc();
+}
 
 /* te-info-selftest=ok | fail@<first differing output byte> | none */
 static void info_selftest(void) {
@@ -606,6 +716,8 @@ static void cmd_te_info(void) {
     info_str("version", TE_FW_VERSION);
     info_u64("protocol", (uint64_t)TE_PROTOCOL_VERSION);
     info_selftest();
+    info_timestamp();
+    info_u64("baud", (uint64_t)(TE_UART_BAUD));
     info_u64("keys", (uint64_t)TE_INFO_KEYS);
 }
 
@@ -887,7 +999,11 @@ int main(void) {
     /* USER CODE BEGIN init */
 
     /* USER CODE END init */
+#if TE_ENERGY_MODE
+    say("m-timestamp-mode-energy");
+#else
     say("m-timestamp-mode-performance");
+#endif
     say("m-init-done");
     say("m-ready");
     for (;;) {
