@@ -55,7 +55,8 @@ LAYER_OF = {pkg: i for i, names in enumerate(LAYERS) for pkg in names}
 
 #: Optional heavy dependencies, imported only by the function that needs them (``tinyedge --help`` and
 #: everything that does not need them stay fast and work without them).
-HEAVY = ("tensorflow", "tflite_micro", "matplotlib", "selenium", "absl", "SCons", "platformio", "rich.live")
+HEAVY = ("tensorflow", "tflite_micro", "matplotlib", "selenium", "absl", "SCons", "platformio", "rich.live",
+         "labgrid")
 #: POSIX-only standard modules: a module that must also import on Windows reaches them inside the function
 #: that uses them, guarded by ``ImportError``.
 PLATFORM_ONLY = ("termios", "tty")

@@ -1,5 +1,6 @@
 """Compatibility matrix: which boards a model fits, at what estimated cost, and (``run=True``) what the
-emulated boards measure.
+emulated boards measure: one board after another, on ``jobs`` boards at once (each its own QEMU), or on
+the boards of a labgrid farm (``places``: each board on a place tagged ``board=<id>``, all at once).
 
 Per board: RAM and flash needed vs available (the same fit check ``tinyedge generate`` applies, bytes
 over when it does not fit), estimated latency from the model's MACs and the core, estimated energy from
@@ -16,6 +17,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from .boards import Board, board_ids, get_board
 from .boards.cores import CORES
 from .errors import BoardError, TinyedgeError
 from .model import Graph, load_model
-from .runners import deploy
+from .runners import deploy, find_places, free_port, parse_tags
 from .score import score
 
 #: Instructions per multiply-accumulate of tinyedge's int8 kernels, by core: the cores table's figures
@@ -162,13 +164,23 @@ def estimate_instructions(macs: int, core: str) -> int:
 def compatibility_matrix(model: str | Path, boards: str | Iterable[str | Board] = "all", *, run: bool = False,
                          data: str | Path | None = None, samples: int = DEFAULT_RUN_SAMPLES,
                          work_dir: str | Path | None = None, core_dir: Path | None = None,
-                         say: Callable[[str], None] = lambda s: None) -> Matrix:
+                         say: Callable[[str], None] = lambda s: None, jobs: int | None = None,
+                         places: str | dict[str, str] | None = None, coordinator: str | None = None,
+                         place_wait: float | None = None) -> Matrix:
     """The compatibility matrix of ``model`` (an int8 .tflite) over ``boards``.
 
     Raises ModelError/UnsupportedModelError when the model cannot be generated at all. With ``run``,
     every emulated board that fits is generated, built and scored in QEMU on ``samples`` inputs: from
     ``data`` (.npz with x, y) when given, else deterministic random int8 inputs (parity only, no
-    accuracy). A board that fails to build or run gets ``run_error`` instead of measured figures.
+    accuracy). A board that fails to build or run gets ``run_error`` instead of measured figures; the
+    other boards still run.
+
+    ``jobs`` boards run at once (default 1; each in its own folder with its own QEMU and TCP port; the rows
+    stay in board order). ``places`` (a tag filter such as ``'farm=ci'``) runs every board that fits on a
+    labgrid place of ``coordinator`` whose tags match and whose ``board`` tag names it, all places at once
+    unless ``jobs`` says otherwise; a
+    place is held for its board's run and released after it (waiting up to ``place_wait`` seconds for a
+    place someone else holds).
     """
     graph = load_model(model)
     board_list = resolve_boards(boards)
@@ -193,9 +205,10 @@ def compatibility_matrix(model: str | Path, boards: str | Iterable[str | Board] 
                        "file) x estimated latency",
     }
     if run:
-        _run_emulated(graph, board_list, rows, data=data, samples=samples, work_dir=work_dir,
-                      core_dir=core_dir, say=say)
-        notes["measured"] = (f"QEMU -icount shift=0 over {samples} sample(s)"
+        where = _run_emulated(graph, board_list, rows, data=data, samples=samples, work_dir=work_dir,
+                              core_dir=core_dir, say=say, jobs=jobs, places=places, coordinator=coordinator,
+                              place_wait=place_wait)
+        notes["measured"] = (f"{where}; QEMU -icount shift=0 over {samples} sample(s)"
                              + (f" of {Path(data).name}" if data else " of random int8 inputs (seeded)") +
                              ": median instructions of one inference; latency = instructions / board clock (one "
                              "instruction per cycle); energy = power model x that latency; parity = fraction of "
@@ -212,35 +225,122 @@ def _random_inputs(graph: Any, n: int, path: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One board to run: on a labgrid ``place``, or in a local QEMU on ``serial_port``."""
+
+    board: Board
+    place: str | None = None
+    serial_port: int | None = None
+
+
+def _assign_places(boards: list[Board], rows: list[Row], places: str | dict[str, str], coordinator: str | None,
+                   say: Callable[[str], None]) -> list[_Job]:
+    """One job per board that fits and has a matching place (the first by name); run_error for the others."""
+    tags = parse_tags(places) if isinstance(places, str) else dict(places)
+    found = find_places(tags, coordinator)
+    spec = ",".join(f"{k}={v}" for k, v in tags.items())
+    say(f"matrix: {len(found)} labgrid place(s) match {spec}: {', '.join(p.name for p in found) or 'none'}")
+    taken: set[str] = set()
+    jobs = []
+    for b, row in zip(boards, rows):
+        if not row.fits:
+            row.run_error = "does not fit"
+            continue
+        place = next((p.name for p in found if p.board == b.id and p.name not in taken), None)
+        if place is None:
+            row.run_error = f"no labgrid place tagged board={b.id} matches {spec}"
+            continue
+        taken.add(place)
+        jobs.append(_Job(b, place=place))
+    return jobs
+
+
+def _local_jobs(boards: list[Board], rows: list[Row]) -> list[_Job]:
+    """One job per emulated board that fits, each with its own QEMU TCP port; run_error for the others."""
+    jobs = []
+    ports: set[int] = set()
+    for b, row in zip(boards, rows):
+        if not row.emulated:
+            row.run_error = "not emulated"
+        elif not row.fits:
+            row.run_error = "does not fit"
+        else:
+            port = free_port()
+            while port in ports:  # two workers must never share a port
+                port = free_port()
+            ports.add(port)
+            jobs.append(_Job(b, serial_port=port))
+    return jobs
+
+
+def _run_one(job: _Job, graph: Graph, inputs: Path, root: Path, *, data: str | Path | None, samples: int,
+             core_dir: Path | None, coordinator: str | None, place_wait: float | None,
+             say: Callable[[str], None]) -> tuple[Measured | None, str | None]:
+    """Generate, build, run and score one board in ``root/<board>``: (figures, None) or (None, error)."""
+    b = job.board
+    where = f"labgrid place {job.place}" if job.place else "QEMU"
+    say(f"matrix: {b.id}: generate, build, run on {where}")
+    try:
+        with deploy(graph, b, root / b.id / "project", core_dir=core_dir,
+                    **({"place": job.place, "coordinator": coordinator, "place_wait": place_wait} if job.place
+                       else {"engine": "qemu", "serial_port": job.serial_port})) as dep:
+            report = score(dep.url, inputs, model=dep.project.graph, board=dep.project.board,
+                           out_dir=root / b.id / "score", limit=samples)
+    except TinyedgeError as exc:
+        say(f"matrix: {b.id}: {exc.problem.splitlines()[0]}")
+        return None, exc.problem.splitlines()[0][:200]
+    except Exception as exc:  # one board's failure must not stop the others: recorded in its row
+        say(f"matrix: {b.id}: {type(exc).__name__}: {exc}")
+        return None, f"{type(exc).__name__}: {exc}"[:200]
+    d = report.data
+    built = dep.build
+    say(f"matrix: {b.id}: done")
+    return Measured(
+        samples=int(d["samples"]), instructions=d["instructions"], latency_ms=d["latency_ms"]["p50"],
+        energy_uj=d["energy_uj_per_inference"], parity=d["parity"],
+        accuracy=d["accuracy"] if data else None, flash_bytes=built.flash_bytes, ram_bytes=built.ram_bytes), None
+
+
 def _run_emulated(graph: Graph, boards: list[Board], rows: list[Row], *, data: str | Path | None,
-                  samples: int, work_dir: str | Path | None, core_dir: Path | None, say: Callable[[str], None]) -> None:
+                  samples: int, work_dir: str | Path | None, core_dir: Path | None, say: Callable[[str], None],
+                  jobs: int | None = None, places: str | dict[str, str] | None = None, coordinator: str | None = None,
+                  place_wait: float | None = None) -> str:
+    """Run the boards (local QEMU, ``jobs`` at once, or the labgrid ``places``, all at once) and fill the
+    rows' measured figures or run errors, in board order; returns where they ran, for the notes."""
     own_dir = work_dir is None
     root = Path(tempfile.mkdtemp(prefix="tinyedge-matrix-")) if work_dir is None else Path(work_dir)
     root.mkdir(parents=True, exist_ok=True)
     try:
         inputs = Path(data) if data else _random_inputs(graph, samples, root / "random_inputs.npz")
-        for b, row in zip(boards, rows):
-            if not row.emulated:
-                row.run_error = "not emulated"
-                continue
-            if not row.fits:
-                row.run_error = "does not fit"
-                continue
-            say(f"matrix: {b.id}: generate, build, run in QEMU")
+        if places is not None:
+            todo = _assign_places(boards, rows, places, coordinator, say)
+            workers = len(todo) if jobs is None else max(1, jobs)
+            where = f"on labgrid places (one per board, {'all' if jobs is None else workers} at once)"
+        else:
+            todo = _local_jobs(boards, rows)
+            workers = 1 if jobs is None else max(1, jobs)
+            where = f"in local QEMU, {workers} board(s) at once"
+        if not todo:
+            return where
+        by_board = {r.board: r for r in rows}
+        with ThreadPoolExecutor(max_workers=min(workers, len(todo)), thread_name_prefix="tinyedge-matrix") as pool:
+            futures = [pool.submit(_run_one, job, graph, inputs, root, data=data, samples=samples,
+                                   core_dir=core_dir, coordinator=coordinator, place_wait=place_wait, say=say)
+                       for job in todo]
             try:
-                with deploy(graph, b, root / b.id / "project", engine="qemu", core_dir=core_dir) as dep:
-                    report = score(dep.url, inputs, model=dep.project.graph, board=dep.project.board,
-                                   out_dir=root / b.id / "score", limit=samples)
-            except TinyedgeError as exc:
-                row.run_error = exc.problem.splitlines()[0][:200]
-                continue
-            d = report.data
-            built = dep.build
-            row.flash_needed, row.flash_measured = built.flash_bytes, True
-            row.measured = Measured(
-                samples=int(d["samples"]), instructions=d["instructions"], latency_ms=d["latency_ms"]["p50"],
-                energy_uj=d["energy_uj_per_inference"], parity=d["parity"],
-                accuracy=d["accuracy"] if data else None, flash_bytes=built.flash_bytes, ram_bytes=built.ram_bytes)
+                for job, future in zip(todo, futures):
+                    measured, error = future.result()
+                    row = by_board[job.board.id]
+                    row.run_error = error
+                    if measured is not None:
+                        row.measured = measured
+                        row.flash_needed, row.flash_measured = measured.flash_bytes, True
+            except BaseException:
+                # Ctrl-C: start no other board; the running ones stop their QEMU and release their place
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        return where
     finally:
         if own_dir:
             shutil.rmtree(root, ignore_errors=True)

@@ -44,6 +44,9 @@ def run_pipeline(
     limit: int | None = None,
     slos: tuple[str, ...] = (),
     port: str | None = None,
+    place: str | None = None,
+    coordinator: str | None = None,
+    place_wait: float | None = None,
     core_dir: Path | None = None,
     allow_model_mismatch: bool = False,
     power_trace: str | Path | None = None,
@@ -62,7 +65,8 @@ def run_pipeline(
     """
     model, data, out_dir = Path(model), Path(data), Path(out_dir)
     board = board if isinstance(board, Board) else get_board(board)
-    runner_for(board, port=port, core_dir=core_dir)  # a real board without a port fails before quantizing
+    # a real board without a port fails before quantizing
+    runner_for(board, port=port, core_dir=core_dir, place=place, coordinator=coordinator, place_wait=place_wait)
     load_npz(data, allow_nonfinite=allow_nonfinite)  # and so does bad data (NaN, text, no samples)
     out_dir.mkdir(parents=True, exist_ok=True)
     qreport = None
@@ -86,7 +90,7 @@ def run_pipeline(
         say(line)
 
     with deploy(model, board, out_dir / "project", say=numbered, port=port, core_dir=core_dir,
-                force=force) as dep:
+                force=force, place=place, coordinator=coordinator, place_wait=place_wait) as dep:
         say(f"[5/5] score over {dep.url}")
         report = score(dep.url, data, model=dep.project.graph, board=dep.project.board, out_dir=out_dir / "score",
                        limit=limit, slos=slos, allow_model_mismatch=allow_model_mismatch, progress=progress,

@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from ..matrix import compatibility_matrix
+from ..runners.labgrid import DEFAULT_PLACE_WAIT
+from .place import COORDINATOR_HELP, PLACE_WAIT_HELP
 
 
 @click.command("matrix")
@@ -18,14 +20,29 @@ from ..matrix import compatibility_matrix
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Inputs for --run (.npz with x, y); default: seeded random inputs (parity only).")
 @click.option("--samples", type=click.IntRange(1), default=10, show_default=True, help="Samples per board with --run.")
+@click.option("-j", "--jobs", type=click.IntRange(1), default=None,
+              help="With --run: boards run at once (each its own folder; locally its own QEMU and TCP port). "
+                   "Default: 1 locally, every matching place with --places.")
+@click.option("--places", "places", default=None, metavar="TAG=VALUE,...",
+              help="With --run: run on the labgrid places whose tags match (e.g. 'farm=ci'), each board on a place "
+                   "tagged board=<id>, all at once; instead of local QEMU.")
+@click.option("--coordinator", "coordinator", default=None, metavar="HOST:PORT",
+              help=COORDINATOR_HELP.replace("--place", "--places"))
+@click.option("--place-wait", "place_wait", type=click.FloatRange(min=0), default=DEFAULT_PLACE_WAIT,
+              metavar="SECONDS", help=PLACE_WAIT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of Markdown.")
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path), default=None,
               help="Also write matrix.md and matrix.json into this folder (with --run: the projects too).")
-def cmd(model: Path, boards: str, run: bool, data: Path | None, samples: int, as_json: bool, out: Path | None) -> None:
-    """Which boards MODEL (an int8 .tflite) fits, at what estimated latency and energy; with --run, measured in QEMU."""
+def cmd(model: Path, boards: str, run: bool, data: Path | None, samples: int, jobs: int | None, places: str | None,
+        coordinator: str | None, place_wait: float, as_json: bool, out: Path | None) -> None:
+    """Which boards MODEL (an int8 .tflite) fits, at what estimated latency and energy; with --run, measured in QEMU
+    (-j N boards at once) or on the boards of a labgrid farm (--places)."""
+    if places is not None and not run:
+        raise click.UsageError("--places runs the boards: add --run")
     matrix = compatibility_matrix(model, boards, run=run, data=data, samples=samples,
                                   work_dir=(out / "runs") if (out and run) else None,
-                                  say=lambda s: click.echo(s, err=True))
+                                  say=lambda s: click.echo(s, err=True), jobs=jobs, places=places,
+                                  coordinator=coordinator, place_wait=place_wait)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "matrix.md").write_text(matrix.to_markdown())

@@ -13,11 +13,14 @@ from ..errors import TinyedgeError
 from ..monitor import Monitor
 from ..monitor.terminal import plain_line, run_plain, run_terminal
 from ..monitor.web import DashboardServer
+from ..runners.labgrid import LabgridPlaceRunner
+from .place import place_options
 from .score import stall_option
 
 
 @click.command("monitor")
-@click.argument("port", metavar="PORT")
+@click.argument("port", metavar="[PORT]", required=False, default=None)
+@place_options("labgrid place of the board instead of PORT: held while monitoring, released on exit.")
 @click.option("--model", type=click.Path(path_type=Path), metavar="MODEL.tflite",
               help="The .tflite the firmware should run: its hash is checked (a loud mark when it differs), "
                    "its output quantization gives confidences, its metadata class names.")
@@ -40,15 +43,32 @@ from .score import stall_option
               help="Stop after this many seconds.")
 @stall_option("Seconds without any valid byte from the device before it counts as stalled: shown as "
               "disconnected while a resync/reconnect is tried again and again (default 60).")
-def cmd(port: str, model: Path | None, labels: Path | None, data: Path | None, record_dir: Path | None, plain: bool,
+def cmd(port: str | None, place: str | None, coordinator: str | None, place_wait: float, model: Path | None,
+        labels: Path | None, data: Path | None, record_dir: Path | None, plain: bool,
         web: bool, http_port: int, http_host: str, baud: int | None, count: int | None, duration: float | None,
         stall_timeout: float | None) -> None:
     """Live dashboard of a device's inference stream (te-stream): rate, latency percentiles,
     predictions, confidence and link health, recorded for later scoring.
 
-    PORT is a serial port or pyserial URL (/dev/ttyACM0, COM3, socket://127.0.0.1:4444).
-    Keys: q quit, p pause/resume, r reset statistics.
+    PORT is a serial port or pyserial URL (/dev/ttyACM0, COM3, socket://127.0.0.1:4444); or --place NAME, a
+    labgrid place. Keys: q quit, p pause/resume, r reset statistics.
     """
+    if (port is None) == (place is None):
+        raise click.UsageError("pass the device's PORT, or the labgrid --place that holds it (one of the two)")
+    if place is not None:
+        with LabgridPlaceRunner(place, coordinator=coordinator, wait=place_wait, say=click.echo) as runner:
+            _monitor(runner.connect(), model, labels, data, record_dir, plain, web, http_port, http_host, baud, count,
+                     duration, stall_timeout)
+        return
+    assert port is not None
+    _monitor(port, model, labels, data, record_dir, plain, web, http_port, http_host, baud, count, duration,
+             stall_timeout)
+
+
+def _monitor(port: str, model: Path | None, labels: Path | None, data: Path | None, record_dir: Path | None,
+             plain: bool, web: bool, http_port: int, http_host: str, baud: int | None, count: int | None,
+             duration: float | None, stall_timeout: float | None) -> None:
+    """Monitor the device on ``port`` until the user quits, ``count`` or ``duration``."""
     console = Console()
     if record_dir is None:
         record_dir = Path(tempfile.mkdtemp(prefix="tinyedge-monitor-"))

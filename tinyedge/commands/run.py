@@ -9,6 +9,7 @@ import click
 from ..errors import DeviceStalled
 from ..pipeline import run_pipeline
 from ..score import load_project_slos
+from .place import place_options
 from .score import print_partial, print_report, stall_option
 
 
@@ -24,6 +25,7 @@ from .score import print_partial, print_report, stall_option
 @click.option("--power-trace", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Power-monitor CSV: energy is measured from it instead of the board's power model.")
 @click.option("--port", default=None, help="Serial port of a real board (flashed first); default: emulate.")
+@place_options("labgrid place of the board instead of --port: acquired for the run, released after it.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--force", is_flag=True, help="Regenerate OUT/project even over generated files you edited.")
 @click.option("--allow-nonfinite", is_flag=True,
@@ -31,8 +33,8 @@ from .score import print_partial, print_report, stall_option
                    "int8 limits).")
 @stall_option()
 def cmd(model: Path, board_id: str, data: Path, calib: Path | None, limit: int | None, slos: tuple[str, ...],
-        config: Path | None, power_trace: Path | None, port: str | None, out_dir: Path, force: bool,
-        stall_timeout: float | None, allow_nonfinite: bool) -> None:
+        config: Path | None, power_trace: Path | None, port: str | None, place: str | None, coordinator: str | None,
+        place_wait: float, out_dir: Path, force: bool, stall_timeout: float | None, allow_nonfinite: bool) -> None:
     """The whole pipeline: quantize (Keras), generate, build, emulate or flash, and score.
 
     Exits 1 when an SLO (--slo or the [slo] table of tinyedge.toml) is missed, 3 when the device
@@ -43,7 +45,8 @@ def cmd(model: Path, board_id: str, data: Path, calib: Path | None, limit: int |
         click.echo(f"SLOs from {project_file}: {', '.join(project_slos) or 'none'}")
     try:
         result = run_pipeline(model, board_id, data, out_dir, calib=calib, limit=limit,
-                              slos=(*project_slos, *slos), port=port, power_trace=power_trace, force=force,
+                              slos=(*project_slos, *slos), port=port, place=place, coordinator=coordinator,
+                              place_wait=place_wait, power_trace=power_trace, force=force,
                               stall_timeout=stall_timeout, allow_nonfinite=allow_nonfinite, say=click.echo)
     except DeviceStalled as exc:
         print_partial(exc, out_dir / "score")

@@ -12,7 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import DeviceStalled
+from ..runners.labgrid import LabgridPlaceRunner
 from ..score import Report, load_project_slos, score
+from .place import place_options
 
 #: ``--stall-timeout``, shared by score, run and monitor.
 STALL_HELP = ("Seconds without any valid byte from the device before it counts as stalled; a resync/reconnect is "
@@ -27,8 +29,10 @@ def stall_option(text: str = STALL_HELP) -> Callable[[Callable[..., Any]], Calla
 
 
 @click.command("score")
-@click.option("--port", required=True, metavar="URL",
+@click.option("--port", default=None, metavar="URL",
               help="Serial port or pyserial URL: /dev/ttyACM0, COM3, socket://127.0.0.1:4444, rfc2217://host:port.")
+@place_options("labgrid place of the board instead of --port: acquired for the run (its NetworkSerialPort is the "
+               "UART), released after it.")
 @click.option("--data", required=True, type=click.Path(path_type=Path), metavar="DATA.npz",
               help="Labelled test set: arrays x (inputs) and y (integer labels).")
 @click.option("--model", required=True, type=click.Path(path_type=Path), metavar="MODEL.tflite",
@@ -56,7 +60,8 @@ def stall_option(text: str = STALL_HELP) -> Callable[[Callable[..., Any]], Calla
 @stall_option()
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path), metavar="DIR",
               help="Session folder: raw.log, records.jsonl, report.json/.md/.html, summary.md, junit.xml.")
-def cmd(port: str, data: Path, model: Path, limit: int | None, slos: tuple[str, ...], allow_model_mismatch: bool,
+def cmd(port: str | None, place: str | None, coordinator: str | None, place_wait: float, data: Path, model: Path,
+        limit: int | None, slos: tuple[str, ...], allow_model_mismatch: bool,
         allow_nonfinite: bool,
         baud: int | None, config: Path | None, power_trace: Path | None, voltage_v: float | None,
         timeout: float | None, no_profile: bool, stall_timeout: float | None, out_dir: Path) -> None:
@@ -67,12 +72,32 @@ def cmd(port: str, data: Path, model: Path, limit: int | None, slos: tuple[str, 
     incomplete). In GitHub Actions the summary is appended to $GITHUB_STEP_SUMMARY; junit.xml has one
     test case per SLO.
     """
+    if (port is None) == (place is None):
+        raise click.UsageError("pass the device's --port, or the labgrid --place that holds it (one of the two)")
     console = Console()
     project_slos, project_file = load_project_slos(config)
     if project_file is not None:
         console.print(f"[dim]SLOs from {project_file}: {', '.join(project_slos) or 'none'}[/dim]", soft_wrap=True)
+    if place is not None:
+        with LabgridPlaceRunner(place, coordinator=coordinator, wait=place_wait,
+                                say=lambda s: console.print(f"[dim]{s}[/dim]")) as runner:
+            url = runner.connect()
+            console.print(f"[dim]labgrid place {place}: UART {url}[/dim]")
+            _score(url, data, model, out_dir, limit, [*project_slos, *slos], allow_model_mismatch, allow_nonfinite,
+                   baud, power_trace, voltage_v, timeout, no_profile, stall_timeout, console)
+        return
+    assert port is not None
+    _score(port, data, model, out_dir, limit, [*project_slos, *slos], allow_model_mismatch, allow_nonfinite, baud,
+           power_trace, voltage_v, timeout, no_profile, stall_timeout, console)
+
+
+def _score(port: str, data: Path, model: Path, out_dir: Path, limit: int | None, slos: list[str],
+           allow_model_mismatch: bool, allow_nonfinite: bool, baud: int | None, power_trace: Path | None,
+           voltage_v: float | None, timeout: float | None, no_profile: bool, stall_timeout: float | None,
+           console: Console) -> None:
+    """Score the device on ``port`` and print the report; exit 1 on a missed SLO."""
     try:
-        report = score(port, data, model, out_dir=out_dir, limit=limit, slos=[*project_slos, *slos],
+        report = score(port, data, model, out_dir=out_dir, limit=limit, slos=slos,
                        allow_model_mismatch=allow_model_mismatch, allow_nonfinite=allow_nonfinite, baud=baud,
                        progress=console.is_terminal,
                        power_trace=power_trace, voltage_v=voltage_v, timeouts={"*": timeout} if timeout else None,

@@ -38,10 +38,12 @@ def _quiet(message: str) -> None:
 def deploy(model: Graph | Path | str, board: Board | str, workdir: Path | str, *, mlperf_id: str | None = None,
            say: Callable[[str], None] | None = None, engine: str | None = None, port: str | None = None,
            serial_port: int | None = None, core_dir: Path | None = None,
-           force: bool = False) -> Iterator[Deployment]:
+           force: bool = False, place: str | None = None, coordinator: str | None = None,
+           place_wait: float | None = None) -> Iterator[Deployment]:
     """Generate ``model`` for ``board`` into the project folder ``workdir``, build it with PlatformIO and
     start its runner (:func:`~tinyedge.runners.core.runner_for`: QEMU for emulated boards, ``engine``
-    to pick Renode, ``port`` for a real board, which is flashed); yields the :class:`Deployment`.
+    to pick Renode, ``port`` for a real board, which is flashed, ``place`` for a board in a labgrid farm at
+    ``coordinator``, acquired for the deployment and released after it); yields the :class:`Deployment`.
 
     The runner is chosen first, so a board that cannot run (a real board without a port, say) fails
     before anything is built. The runner is stopped on exit, also on an exception or Ctrl-C.
@@ -51,7 +53,8 @@ def deploy(model: Graph | Path | str, board: Board | str, workdir: Path | str, *
     tell = say or _quiet
     graph = model if isinstance(model, Graph) else load_model(model)
     board = board if isinstance(board, Board) else get_board(board)
-    runner = runner_for(board, engine=engine, port=port, serial_port=serial_port, core_dir=core_dir)
+    runner = runner_for(board, engine=engine, port=port, serial_port=serial_port, core_dir=core_dir, place=place,
+                        coordinator=coordinator, place_wait=place_wait)
     tell(f"generate a PlatformIO project for {board.id}")
     project = generate_project(graph, board, Path(workdir), mlperf_id=mlperf_id, force=force)
     tell("build: pio run")
