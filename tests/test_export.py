@@ -88,7 +88,7 @@ def rand_inputs(graph, n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(-128, 128, size=(n, *graph.input.shape), dtype=np.int8)
 
 
-@pytest.mark.unit
+@pytest.mark.slow  # compiles and links C: kept out of the one-minute unit tier
 def test_two_models_one_image_bit_exact_and_selftest(tmp_path):
     ga, gb = small("conv", 3, "conv_a"), small("fc", 4, "fc_b")
     ra = export_model(ga, BOARD, tmp_path / "libs" / "a", fmt="platformio-lib", name="a")
@@ -110,7 +110,7 @@ def test_two_models_one_image_bit_exact_and_selftest(tmp_path):
             assert syms and all(s.startswith(f"{name}_") for s in syms), syms
 
 
-@pytest.mark.unit
+@pytest.mark.slow  # compiles and links C: kept out of the one-minute unit tier
 def test_shared_models_kws_and_ad_in_one_image(tmp_path):
     gk, ga = (read_model_bytes(shared_model(m).read_bytes(), name=n)
               for m, n in (("kws_ref_model.tflite", "kws"), ("ad01_int8.tflite", "ad")))
@@ -129,7 +129,7 @@ def test_shared_models_kws_and_ad_in_one_image(tmp_path):
     np.testing.assert_array_equal(ya, run_tflm(ga.model_bytes, xa).reshape(4, -1))
 
 
-@pytest.mark.unit
+@pytest.mark.slow  # compiles and links C: kept out of the one-minute unit tier
 def test_selftest_fails_on_one_corrupted_weight_byte(tmp_path):
     g = small("conv", 7, "conv")
     r = export_model(g, BOARD, tmp_path / "m", fmt="c", name="m")
@@ -153,7 +153,7 @@ def test_selftest_fails_on_one_corrupted_weight_byte(tmp_path):
     assert got > 0  # index of the first differing output byte + 1
 
 
-@pytest.mark.unit
+@pytest.mark.slow  # compiles and links C: kept out of the one-minute unit tier
 def test_quantize_helpers_match_tinyedge_data(tmp_path):
     g = small("fc", 11, "fc")
     r = export_model(g, BOARD, tmp_path / "q", fmt="c", name="q")
@@ -194,7 +194,7 @@ def test_quantize_helpers_match_tinyedge_data(tmp_path):
     np.testing.assert_array_equal(y, (yq - ozp).astype(np.float32) * oscale)
 
 
-@pytest.mark.unit
+@pytest.mark.slow  # compiles and links C: kept out of the one-minute unit tier
 def test_caller_arena_and_sections(tmp_path):
     g = small("conv", 5, "conv")
     r = export_model(g, BOARD, tmp_path / "m", fmt="c", name="m", arena="caller",
@@ -224,7 +224,7 @@ def test_caller_arena_and_sections(tmp_path):
     assert 's_arena[S_ARENA_BYTES] __attribute__((aligned(16), section(".dtcm_bss")))' in (s.path / "s.c").read_text()
 
 
-@pytest.mark.unit
+@pytest.mark.slow  # compiles and links C: kept out of the one-minute unit tier
 def test_runtime_of_another_version_fails_to_compile_and_link(tmp_path):
     g = small("fc", 2, "fc")
     r = export_model(g, BOARD, tmp_path / "libs" / "m", fmt="c", name="m")
@@ -294,7 +294,7 @@ def test_cli_export(tmp_path):
     assert res.exit_code != 0
 
 
-@pytest.mark.unit
+@pytest.mark.slow  # compiles and links C: kept out of the one-minute unit tier
 def test_arduino_lib_compiles_with_arm_g_plus_plus(tmp_path):
     if shutil.which("arm-none-eabi-g++") is None:
         pytest.skip("arm-none-eabi-g++ is not installed")
@@ -330,7 +330,7 @@ def _cmake(*args: object, cwd: Path | None = None) -> None:
     run(["cmake", *args], what="cmake", cwd=cwd)
 
 
-@pytest.mark.unit
+@pytest.mark.slow  # compiles and links C: kept out of the one-minute unit tier
 def test_cmake_export_builds_with_arm_none_eabi(tmp_path):
     if shutil.which("cmake") is None or shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("cmake or arm-none-eabi-gcc is not installed")
@@ -359,7 +359,7 @@ def test_cmake_export_builds_with_arm_none_eabi(tmp_path):
     assert (app / "build" / "app.elf").is_file()
 
 
-@pytest.mark.unit
+@pytest.mark.slow  # compiles and links C: kept out of the one-minute unit tier
 def test_zephyr_module_layout_and_cmake(tmp_path):
     if shutil.which("cmake") is None:
         pytest.skip("cmake is not installed")

@@ -21,8 +21,6 @@ from tinyedge.errors import BoardError
 from tinyedge.firmware import generate_project
 from tinyedge.firmware.project import project_files
 
-pytestmark = pytest.mark.unit
-
 REAL = sorted(b.id for b in list_boards() if b.qemu is None and b.uart["driver"] == "arduino")
 ARDUINO_STUB = Path(__file__).parent / "fixtures" / "arduino"
 
@@ -34,6 +32,7 @@ def model(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.unit
 def test_every_real_board_names_its_timestamp_gpio():
     assert len(REAL) == 6
     for board_id in REAL:
@@ -42,6 +41,7 @@ def test_every_real_board_names_its_timestamp_gpio():
         assert mlperf["timestamp_gpio"]["mcu"], board_id
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("board_id", REAL)
 def test_energy_mode_project_files(board_id):
     board = get_board(board_id)
@@ -57,6 +57,7 @@ def test_energy_mode_project_files(board_id):
     assert "digitalWrite(TE_TIMESTAMP_PIN, LOW)" in energy["src/te_port.cpp"]
 
 
+@pytest.mark.unit
 def test_energy_mode_needs_a_timestamp_gpio_on_a_real_board():
     board = get_board("nucleo_l4r5zi")
     raw = {k: v for k, v in board.raw.items() if k != "mlperf"}
@@ -66,6 +67,7 @@ def test_energy_mode_needs_a_timestamp_gpio_on_a_real_board():
     assert "TE_TIMESTAMP_PIN" not in project_files(bare, project_name="t")["src/te_port.h"]
 
 
+@pytest.mark.unit
 def test_emulated_boards_count_the_pulse():
     """QEMU boards have no GPIO to pulse: energy mode still builds, the pulse is counted, 9600 baud."""
     files = project_files(get_board("qemu-mps2-an386"), project_name="t", energy_mode=True)
@@ -75,6 +77,7 @@ def test_emulated_boards_count_the_pulse():
     assert "0x00275000u; /* 9600 baud */" in microbit  # Nordic's BAUDRATE value for 9600
 
 
+@pytest.mark.unit
 def test_generate_energy_mode_flag(model, tmp_path):
     out = tmp_path / "proj"
     result = CliRunner().invoke(cli, ["generate", str(model), "--board", "pico", "-o", str(out), "--energy-mode"])
@@ -90,6 +93,7 @@ def _machine_flags(board) -> list[str]:
     return flags
 
 
+@pytest.mark.slow  # cross-compiles per board: kept out of the unit tier
 @pytest.mark.parametrize("board_id", REAL)
 def test_energy_mode_compiles_for_every_real_board(board_id, model, tmp_path):
     """main.c (energy mode: the mode line, the pulse instead of m-lap-us) and the Arduino port (pinMode /

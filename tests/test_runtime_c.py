@@ -15,8 +15,6 @@ from tinyedge.paths import runtime_dir
 from tinyedge.proc import run
 from tinyedge.render import render
 
-pytestmark = pytest.mark.unit
-
 RUNTIME = runtime_dir()
 HOST_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
 ARM_FLAGS = ["-mthumb", "-O2", "-Wall", "-Wextra", "-Werror", "-c"]
@@ -57,6 +55,7 @@ def _generated_headers(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.unit
 def test_runtime_folder_holds_plain_c() -> None:
     """Copied unchanged into projects, so no template syntax; the DSP kernels are greppable by name."""
     sources = sorted(RUNTIME.glob("*.[ch]"))
@@ -71,6 +70,7 @@ def test_runtime_folder_holds_plain_c() -> None:
     assert "##" not in dsp
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", sorted(C_TESTS))
 def test_c_unit_tests(name: str, tmp_path: Path) -> None:
     exe = tmp_path / name
@@ -82,12 +82,14 @@ def test_c_unit_tests(name: str, tmp_path: Path) -> None:
     assert proc.returncode == 0 and " 0 failed" in out, out
 
 
+@pytest.mark.unit
 def test_host_harness_compiles(tmp_path: Path) -> None:
     inc = _generated_headers(tmp_path / "inc")
     run([_gcc(), *HOST_FLAGS, "-O2", "-I", inc, "-c", RUNTIME / "te_host_main.c", "-o", tmp_path / "h.o"],
         what="host build of te_host_main.c")
 
 
+@pytest.mark.slow  # cross-compiles the runtime: kept out of the unit tier
 @pytest.mark.parametrize("cpu", sorted(CPUS))
 def test_runtime_compiles_for_cortex_m(cpu: str, tmp_path: Path) -> None:
     """Every board builds every file in src/, so the DSP kernels must compile for ARMv6-M too."""
