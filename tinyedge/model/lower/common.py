@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..graph import Graph, Operator, Tensor
-from ..ir import act_problems
+from ..ir import PADDING, act_problems
 
 MAX_DIMS = 6  # every shape is padded to 6 dimensions in the C parameter structs
 #: Argument order of the weighted kernels (conv, depthwise, fully connected).
@@ -80,3 +80,48 @@ def weights(g: Graph, op: Operator, what: str = "filter") -> tuple[Tensor, Tenso
         if not b.is_const or b.dtype != "INT32":
             problems.append(f"op {op.index} {op.opcode}: bias must be a constant INT32 tensor (it is {b.dtype})")
     return w, b, problems
+
+
+def window_problems(op: Operator, what: str, ins: Sequence[int], kernel: Sequence[int], outs: Sequence[int],
+                    stride: Sequence[int], dilation: Sequence[int] = (1, 1)) -> list[str]:
+    """Problems of a 2-D window op (conv, depthwise, pool): padding, strides, dilations and kernel size must be
+    valid and the output tensor's height and width those TFLM computes (``ComputeOutSize``): TFLM derives the
+    padding from that computed size, so another output size would silently change the result."""
+    padding = PADDING.get(int(op.options.get("padding", 0) or 0))
+    if padding is None:
+        return [f"op {op.index} {op.opcode}: padding {op.options.get('padding')} is neither SAME (0) nor VALID (1)"]
+    if any(int(s) < 1 for s in stride) or any(int(d) < 1 for d in dilation) or any(int(k) < 1 for k in kernel):
+        return [f"op {op.index} {op.opcode}: strides {list(stride)}, dilations {list(dilation)} and {what} size "
+                f"{list(kernel)} must all be at least 1"]
+    expect = []
+    for size, k, s, d in zip(ins, kernel, stride, dilation):
+        eff = (int(k) - 1) * int(d) + 1
+        expect.append((size + s - 1) // s if padding == "SAME" else (size - eff + s) // s)
+    if [int(v) for v in outs] != expect:
+        return [f"op {op.index} {op.opcode}: the output is {list(outs)} (height, width), but a {padding} "
+                f"{list(kernel)} {what} with strides {list(stride)} over {list(ins)} gives {expect}"]
+    return []
+
+
+def rank_problem(g: Graph, op: Operator, tensors: Sequence[int], rank: int) -> list[str]:
+    """The problem when one of ``tensors`` does not have ``rank`` dimensions."""
+    bad = [i for i in tensors if len(g.tensor(i).shape) != rank]
+    return [f"op {op.index} {op.opcode}: tensor {i} '{g.tensor(i).name}' has shape {list(g.tensor(i).shape)}; "
+            f"{rank}-D expected" for i in bad]
+
+
+def channel_scale_problem(op: Operator, w: Tensor, channels: int, qdim: int, what: str = "filter") -> list[str]:
+    """Per-channel scales must be one per output channel along ``qdim`` (or one for the whole tensor)."""
+    n = 0 if w.scale is None else len(w.scale)
+    zp = 0 if w.zero_point is None else len(w.zero_point)
+    if n not in (1, channels) or zp not in (n, 1) or (n > 1 and w.quantized_dimension != qdim):
+        return [f"op {op.index} {op.opcode}: {what} has {n} scales and {zp} zero points along dimension "
+                f"{w.quantized_dimension}; expected 1, or {channels} along dimension {qdim}"]
+    return []
+
+
+def bias_problem(op: Operator, b: Tensor | None, channels: int) -> list[str]:
+    """The bias must hold one value per output channel."""
+    if b is not None and b.size != channels:
+        return [f"op {op.index} {op.opcode}: bias has {b.size} values for {channels} output channels"]
+    return []

@@ -10,7 +10,16 @@ import numpy.typing as npt
 from .. import quant
 from ..graph import Graph, Operator
 from ..ir import LowerFn, Step, fused_activation
-from .common import CONV_ARGS, WEIGHTED_ARGS, io_problems, weights
+from .common import (
+    CONV_ARGS,
+    WEIGHTED_ARGS,
+    bias_problem,
+    channel_scale_problem,
+    io_problems,
+    rank_problem,
+    weights,
+    window_problems,
+)
 
 
 def lower_conv(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
@@ -20,23 +29,42 @@ def lower_conv(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
     w, b, p2 = weights(g, op)
     act, p3 = fused_activation(op)
     problems += p2 + p3
+    if not problems:
+        problems += rank_problem(g, op, [op.inputs[0], op.inputs[1], op.outputs[0]], 4)
+    if not {"padding", "strideH", "strideW"} <= set(op.options):
+        # TFLM would run it with zeroed parameters; tinyedge would assume defaults: refuse rather than differ
+        problems.append(f"op {op.index} {op.opcode}: its options (strides, padding) are missing or belong to "
+                        "another op type")
     if problems:
         return None, problems
     assert w.data is not None and w.scale is not None  # checked by weights()
     x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
     n, ih, iw, ic = x.shape
-    _, oh, ow, oc = y.shape
+    yn, oh, ow, oc = y.shape
     if depthwise:
-        _, kh, kw, wc = w.shape
+        w1, kh, kw, wc = w.shape
         dm = int(op.options.get("depthMultiplier", 1) or 1)
         if wc != oc or ic * dm != oc:
             dm = oc // ic  # TFLM derives it from the shapes as well
+        if w1 != 1 or wc != oc or oc % ic:
+            problems.append(f"op {op.index} {op.opcode}: filter {list(w.shape)} does not map {ic} input channels to "
+                            f"{oc} output channels (expected [1, kh, kw, {oc}] with {oc} a multiple of {ic})")
     else:
-        wc, kh, kw, _ = w.shape
+        wc, kh, kw, w_ic = w.shape
         dm = 1
+        if wc != oc or w_ic != ic:
+            problems.append(f"op {op.index} {op.opcode}: filter {list(w.shape)} does not map {ic} input channels to "
+                            f"{oc} output channels (expected [{oc}, kh, kw, {ic}]; grouped convolution is not "
+                            "supported)")
+    if yn != n:
+        problems.append(f"op {op.index} {op.opcode}: input batch {n} and output batch {yn} differ")
     o = op.options
     sh, sw = int(o.get("strideH", 1)), int(o.get("strideW", 1))
     dh, dw = int(o.get("dilationHFactor", 1) or 1), int(o.get("dilationWFactor", 1) or 1)
+    problems += window_problems(op, "filter", (ih, iw), (kh, kw), (oh, ow), (sh, sw), (dh, dw))
+    problems += channel_scale_problem(op, w, oc, 3 if depthwise else 0) + bias_problem(op, b, oc)
+    if problems:
+        return None, problems
     in_scale, in_zp = x.q()
     out_scale, out_zp = y.q()
     mults, shifts = quant.conv_multipliers(in_scale, w.scale, out_scale, oc)
@@ -49,7 +77,7 @@ def lower_conv(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
     )
     consts: dict[str, npt.NDArray[Any]] = {"filter": np.ascontiguousarray(w.data, dtype=np.int8)}
     if b is not None:
-        consts["bias"] = np.ascontiguousarray(b.data, dtype=np.int32)
+        consts["bias"] = np.ascontiguousarray(b.data, dtype=np.int32).reshape(-1)  # any shape of oc values
     consts["mult"] = np.asarray(mults, dtype=np.int32)
     consts["shift"] = np.asarray(shifts, dtype=np.int32)
     macs = n * oh * ow * oc * kh * kw * (1 if depthwise else ic)

@@ -10,7 +10,7 @@ import numpy.typing as npt
 from .. import quant
 from ..graph import Graph, Operator
 from ..ir import LowerFn, Step, fused_activation
-from .common import CONV_ARGS, io_problems, weights
+from .common import CONV_ARGS, bias_problem, channel_scale_problem, io_problems, weights
 
 
 def lower_fc(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
@@ -27,8 +27,17 @@ def lower_fc(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
     if w.zero_point is None:  # a malformed quantization table (the reader fills it in whenever there are scales)
         raise TypeError("the weights have scales but no zero points")
     x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
+    if len(w.shape) != 2:
+        return None, [f"op {op.index} FULLY_CONNECTED: weights have shape {list(w.shape)}; 2-D expected"]
     out_depth, in_depth = w.shape
     batches = x.size // in_depth
+    problems += channel_scale_problem(op, w, out_depth, 0, "weights") + bias_problem(op, b, out_depth)
+    if x.size % in_depth or y.size != batches * out_depth:
+        problems.append(f"op {op.index} FULLY_CONNECTED: input {list(x.shape)}, weights {list(w.shape)} and output "
+                        f"{list(y.shape)} do not agree (the input must hold whole rows of {in_depth} values, the "
+                        f"output {out_depth} values per row)")
+    if problems:
+        return None, problems
     in_scale, in_zp = x.q()
     out_scale, out_zp = y.q()
     if w.per_channel:
@@ -42,7 +51,7 @@ def lower_fc(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
                   per_channel=int(w.per_channel))
     consts: dict[str, npt.NDArray[Any]] = {"filter": np.ascontiguousarray(w.data, dtype=np.int8)}
     if b is not None:
-        consts["bias"] = np.ascontiguousarray(b.data, dtype=np.int32)
+        consts["bias"] = np.ascontiguousarray(b.data, dtype=np.int32).reshape(-1)  # any shape of oc values
     consts["mult"] = np.asarray(mults, dtype=np.int32)
     consts["shift"] = np.asarray(shifts, dtype=np.int32)
     consts["wsum"] = w.data.astype(np.int64).sum(axis=1).astype(np.int32)  # see te_fc_s8

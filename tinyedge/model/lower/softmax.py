@@ -15,7 +15,12 @@ def lower_softmax(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
     problems = io_problems(g, op, [op.inputs[0]])
     if problems:
         return None, problems
+    if "beta" not in op.options:
+        return None, [f"op {op.index} SOFTMAX: its options (beta) are missing or belong to another op type"]
     x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
+    if not x.shape or x.size != y.size:
+        return None, [f"op {op.index} SOFTMAX: input {list(x.shape)} and output {list(y.shape)} must have the same "
+                      "size, at least 1-D"]
     out_scale, out_zp = y.q()
     if out_zp != -128 or np.float32(out_scale) != np.float32(1.0 / 256):
         return None, [f"op {op.index} SOFTMAX: int8 output must have scale 1/256 and zero point -128 "
