@@ -335,3 +335,13 @@ def test_shared_models_load_and_validate(name: str) -> None:
     g = load_model(shared_model(name))
     assert g.operators and g.inputs and g.outputs
     build_program(g)
+
+
+def test_options_of_another_op_are_refused() -> None:
+    """A CONV_2D/FC carrying another op's options table would be read one way by tinyedge, another by TFLM."""
+    def fn(m: Any) -> None:
+        op = sg(m).operators[0]
+        op.builtinOptionsType = S.BuiltinOptions.TransposeConvOptions
+        op.builtinOptions = S.TransposeConvOptionsT()
+    refused(edited(fn), "subgraphs[0].operators[0].builtinOptionsType = TransposeConvOptions, "
+                        "but FULLY_CONNECTED takes FullyConnectedOptions")

@@ -170,8 +170,23 @@ def _allowed_missing(opname: str, position: int) -> bool:
     return position in (_OPTIONAL_INPUTS.get(opname) or set())
 
 
+#: The options table each operator tinyedge lowers reads (TFLite's ``BuiltinOptions`` union member). An
+#: operator carrying another op's table (e.g. TransposeConvOptions on a CONV_2D) would be read differently
+#: by tinyedge and by TFLM, so it is refused. NONE is allowed: lowering says which options it needs.
+OPTIONS_OF: dict[str, str] = {
+    "CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
+    "FULLY_CONNECTED": "FullyConnectedOptions", "MAX_POOL_2D": "Pool2DOptions", "AVERAGE_POOL_2D": "Pool2DOptions",
+    "SOFTMAX": "SoftmaxOptions", "ADD": "AddOptions", "SUB": "SubOptions", "MUL": "MulOptions",
+    "MEAN": "ReducerOptions", "RESHAPE": "ReshapeOptions", "SQUEEZE": "SqueezeOptions",
+    "EXPAND_DIMS": "ExpandDimsOptions", "CONCATENATION": "ConcatenationOptions", "PAD": "PadOptions",
+    "PADV2": "PadV2Options", "STRIDED_SLICE": "StridedSliceOptions", "TRANSPOSE": "TransposeOptions",
+    "LEAKY_RELU": "LeakyReluOptions", "PACK": "PackOptions", "SHAPE": "ShapeOptions",
+    "QUANTIZE": "QuantizeOptions", "DEQUANTIZE": "DequantizeOptions", "HARD_SWISH": "HardSwishOptions",
+}
+
+
 def _check_subgraph(p: _Problems, model: Any, s: int, sg: Any, opnames: list[str], type_names: dict[int, str],
-                    file_size: int) -> None:
+                    file_size: int, option_names: dict[int, str]) -> None:
     where = f"subgraphs[{s}]"
     tensors = sg.tensors or []
     n = len(tensors)
@@ -220,6 +235,10 @@ def _check_subgraph(p: _Problems, model: Any, s: int, sg: Any, opnames: list[str
             defined.add(i)
         for k, i in enumerate(_ints(op.intermediates)):
             _index(p, f"{path}.intermediates[{k}]", i, n, "tensors")
+        otype = int(op.builtinOptionsType or 0)
+        expected = OPTIONS_OF.get(opname)
+        if expected and otype and option_names.get(otype) != expected:
+            p.add(f"{path}.builtinOptionsType = {option_names.get(otype, otype)}, but {opname} takes {expected}")
         for options in (op.builtinOptions, getattr(op, "builtinOptions2", None)):
             for key, value in (vars(options).items() if options is not None else ()):
                 if isinstance(value, int) and (key.lower().endswith("subgraphindex") or key == "subgraph"):
@@ -253,7 +272,7 @@ def validate_model(model: Any, file_size: int, source: str, schema: Any) -> None
         opnames.append(name or "UNKNOWN")
     _check_buffers(p, model, file_size)
     for s, sg in enumerate(subgraphs):
-        _check_subgraph(p, model, s, sg, opnames, type_names, file_size)
+        _check_subgraph(p, model, s, sg, opnames, type_names, file_size, enum_names(schema.BuiltinOptions))
     for k, m in enumerate(model.metadata or []):
         _index(p, f"metadata[{k}].buffer", int(m.buffer), len(model.buffers or []), "buffers")
     for k, sd in enumerate(model.signatureDefs or []):
