@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import sys
 import tempfile
@@ -23,6 +24,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from tinyedge.boards import get_board
+from tinyedge.codegen.cmodel import render_model
+from tinyedge.codegen.host import bench_host, build_host, run_host
+from tinyedge.firmware import provision
+from tinyedge.link import connect
+from tinyedge.model import load_model
+from tinyedge.model.program import build_program
+from tinyedge.oracle import interpreter, min_arena_bytes, run_tflm
+from tinyedge.quantize import quantize_model
+from tinyedge.runners import deploy
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_MODELS = ROOT.parent / "shared" / "models"
@@ -35,7 +47,6 @@ RECORD_KEYS = ("model", "board", "variant", "instructions", "macs", "mac_per_ins
 
 def digits_model(cache: Path) -> Path:
     """The digits example trained (cached) and quantized to int8."""
-    import importlib.util
 
     spec = importlib.util.spec_from_file_location("digits_train", ROOT / "examples" / "digits" / "train.py")
     mod = importlib.util.module_from_spec(spec)
@@ -43,7 +54,6 @@ def digits_model(cache: Path) -> Path:
     paths = mod.cached_train(cache)
     out = Path(paths["model"]).parent / "digits_int8.tflite"
     if not out.is_file():
-        from tinyedge.quantize import quantize_model
 
         quantize_model(Path(paths["model"]), Path(paths["calib"]), out)
     return out
@@ -73,13 +83,9 @@ def host_times(graph, x: np.ndarray, iterations: int, rounds: int = 5) -> tuple[
     on a shared machine the minimum is the estimate least disturbed by other load, and alternating
     exposes both to the same conditions.
     """
-    from tinyedge.codegen.cmodel import render_model
-    from tinyedge.codegen.host import bench_host, build_host, run_host
-    from tinyedge.model.program import build_program
-    from tinyedge.oracle import _interpreter
 
     program = build_program(graph)
-    interp = _interpreter(graph.model_bytes, 4 << 20)
+    interp = interpreter(graph.model_bytes, 4 << 20)
     shape = tuple(interp.get_input_details(0)["shape"])
     interp.set_input(x.reshape(shape), 0)
     interp.invoke()
@@ -100,8 +106,6 @@ def host_times(graph, x: np.ndarray, iterations: int, rounds: int = 5) -> tuple[
 
 def device_run(graph, board, workdir: Path, core_dir: Path, x: np.ndarray) -> dict:
     """Generate, build and run one inference in QEMU: ticks, per-layer ticks, outputs, sizes, plan."""
-    from tinyedge.link import connect
-    from tinyedge.runners import deploy
 
     with deploy(graph, board, workdir, engine="qemu", core_dir=core_dir) as dep:
         client = connect(dep.url, connect_timeout=10.0, ready_timeout=20.0)
@@ -119,11 +123,6 @@ def device_run(graph, board, workdir: Path, core_dir: Path, x: np.ndarray) -> di
 def run_benchmark(models: list[str], boards: list[str], *, variants: tuple[str, ...] = ("dsp", "portable"),
                   workdir: Path | None = None, host_iterations: int = 200, say=print) -> list[dict]:
     """Measure every model on every board in each variant; returns the records (keys: RECORD_KEYS)."""
-    from tinyedge.boards import get_board
-    from tinyedge.firmware import provision
-    from tinyedge.model import load_model
-    from tinyedge.model.program import build_program
-    from tinyedge.oracle import min_arena_bytes, run_tflm
 
     workdir = Path(workdir or tempfile.mkdtemp(prefix="te-bench-"))
     core_dir = provision(workdir / "pio-core")

@@ -45,7 +45,9 @@ _HINT_CRASH = ("the model is probably malformed for TFLM (tinyedge's own checks 
 _HEADER = struct.Struct("<Q")
 
 
-def _interpreter(model: bytes, arena_size: int) -> Any:  # tflite_micro ships no type information
+def interpreter(model: bytes, arena_size: int) -> Any:  # tflite_micro ships no type information
+    """The tflite_micro interpreter IN THIS PROCESS: only for a model already validated and known to run (the
+    benchmark times it); everything else goes through :func:`run_tflm`, whose worker a crash cannot take down."""
     from tflite_micro import runtime  # noqa: PLC0415  (loads the interpreter's native library: on first use)
 
     return runtime.Interpreter.from_bytes(model, arena_size=arena_size)
@@ -55,7 +57,7 @@ def _interpreter(model: bytes, arena_size: int) -> Any:  # tflite_micro ships no
 
 def _rows(model: bytes, inputs: np.ndarray, arena_size: int) -> Iterator[np.ndarray]:
     """Output 0 of each row of ``inputs``, one at a time."""
-    interp = _interpreter(model, arena_size)
+    interp = interpreter(model, arena_size)
     shape = tuple(interp.get_input_details(0)["shape"])
     dtype = interp.get_input_details(0)["dtype"]
     for row in inputs:
@@ -67,7 +69,7 @@ def _rows(model: bytes, inputs: np.ndarray, arena_size: int) -> Iterator[np.ndar
 
 def _allocates(model: bytes, arena_size: int) -> bool:
     try:
-        interp = _interpreter(model, arena_size)
+        interp = interpreter(model, arena_size)
         shape = tuple(interp.get_input_details(0)["shape"])
         interp.set_input(np.zeros(shape, dtype=interp.get_input_details(0)["dtype"]), 0)
         interp.invoke()

@@ -21,6 +21,7 @@ the tflite_micro interpreter (the DSP one in QEMU).
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,8 @@ def requant_constants(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, acc
     r = (np.int64(1) << s) + (np.int64(out_zp) << s1)
     shifted = acc_bound.astype(np.int64) << left
     t_bound = shifted + 1
-    if np.any(shifted > INT32_MAX) or np.any(2 * t_bound + np.abs(r) + 1 > INT32_MAX) or np.any(np.abs(bias) > INT32_MAX):
+    if (np.any(shifted > INT32_MAX) or np.any(2 * t_bound + np.abs(r) + 1 > INT32_MAX)
+            or np.any(np.abs(bias) > INT32_MAX)):
         return None
     m2 = mult * 2 - 2**32
     rq = np.stack([bias.astype(np.int64), m2, r, s1], axis=1).astype(np.int32)
@@ -90,7 +92,7 @@ def _bias(step: Step, n: int) -> np.ndarray:
     return np.zeros(n, dtype=np.int64) if b is None else b.astype(np.int64)
 
 
-def _conv_params(p: dict, **extra) -> dict:
+def _conv_params(p: dict[str, Any], **extra: Any) -> dict[str, Any]:
     keys = ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w",
             "dil_h", "dil_w", "pad_h", "pad_w")
     out = {k: p[k] for k in keys}
@@ -124,7 +126,8 @@ def _dsp_conv(s: Step) -> Step | None:
     in_off = int(p["in_offset"])
     bias = _bias(s, oc) + in_off * flat.sum(axis=1)  # padding is filled with the zero point: exact
     bound = np.abs(_bias(s, oc)) + np.abs(flat).sum(axis=1) * _x_max(in_off)
-    rq = requant_constants(bias, s.consts["mult"], s.consts["shift"], bound, p["out_offset"], p["act_min"], p["act_max"])
+    rq = requant_constants(bias, s.consts["mult"], s.consts["shift"], bound, p["out_offset"], p["act_min"],
+                           p["act_max"])
     if rq is None:
         return None
     rows, lsh, mode = rq
@@ -137,14 +140,15 @@ def _dsp_conv(s: Step) -> Step | None:
         scratch=8 * kpad + (0 if pointwise else kpad), inplace=pointwise and oc <= ic)
 
 
-def _dw_requant(s: Step, flat: np.ndarray) -> tuple[np.ndarray, int, int, dict] | None:
+def _dw_requant(s: Step, flat: np.ndarray) -> tuple[np.ndarray, int, int, dict[str, Any]] | None:
     """Requantization rows, left shift, mode and kernel params of a depthwise step with taps x channels
     weights ``flat``; None when the folded constants cannot be proven exact."""
     p = s.params
     in_off = int(p["in_offset"])
     bias = _bias(s, p["in_c"])
     bound = np.abs(bias) + np.abs(flat).sum(axis=0) * _x_max(in_off)
-    rq = requant_constants(bias, s.consts["mult"], s.consts["shift"], bound, p["out_offset"], p["act_min"], p["act_max"])
+    rq = requant_constants(bias, s.consts["mult"], s.consts["shift"], bound, p["out_offset"], p["act_min"],
+                           p["act_max"])
     if rq is None:
         return None
     rows, lsh, mode = rq
@@ -218,12 +222,14 @@ def _dsp_fc(s: Step) -> Step | None:
     in_off = int(p["in_offset"])
     bias = _bias(s, n) + in_off * w.sum(axis=1)
     bound = np.abs(_bias(s, n)) + np.abs(w).sum(axis=1) * _x_max(in_off)
-    rq = requant_constants(bias, s.consts["mult"], s.consts["shift"], bound, p["out_offset"], p["act_min"], p["act_max"])
+    rq = requant_constants(bias, s.consts["mult"], s.consts["shift"], bound, p["out_offset"], p["act_min"],
+                           p["act_max"])
     if rq is None:
         return None
     rows, lsh, mode = rq
     params = dict(batches=p["batches"], in_depth=depth, out_depth=n, kpad=kpad, lsh=lsh, mode=mode,
                   act_min=p["act_min"], act_max=p["act_max"])
     return dataclasses.replace(
-        s, kernel=f"te_fc_s8_dsp_m{mode}", struct="te_dsp_fc_params", params=params, consts={"filter": filt, "rq": rows},
+        s, kernel=f"te_fc_s8_dsp_m{mode}", struct="te_dsp_fc_params", params=params,
+        consts={"filter": filt, "rq": rows},
         args=["params", "in0", "const:filter", "const:rq@te_rq", "out0"], scratch=0, inplace=False)

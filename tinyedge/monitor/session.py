@@ -17,8 +17,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterable, Iterator, cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -164,7 +165,8 @@ class Monitor:
             try:
                 buf = model.read_bytes()
             except OSError as exc:
-                raise ModelError(f"cannot read model {model}: {exc.strerror}", "check the path to the .tflite") from None
+                raise ModelError(f"cannot read model {model}: {exc.strerror}",
+                                 "check the path to the .tflite") from None
             io = model_io(buf, model)
             model_sha, model_name = hashlib.sha256(buf).hexdigest(), model.name
             scale, zp = (io.output_scale or scale), (io.output_zero_point if io.output_scale else zp)
@@ -202,7 +204,7 @@ class Monitor:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> "Monitor":
+    def start(self) -> Monitor:
         """Connect (LinkError if the device cannot be reached now), read te-info, start streaming."""
         self.state.on_status(CONNECTING)
         self._started = time.monotonic()
@@ -212,7 +214,8 @@ class Monitor:
             if self._inputs is not None and size and size != self._inputs.shape[1]:
                 self._close_client()
                 raise DataError(f"the firmware at {self.url} takes {size} input bytes; the inputs in --data have "
-                                f"{self._inputs.shape[1]}", "pass the model the firmware was generated from and its data")
+                                f"{self._inputs.shape[1]}",
+                                "pass the model the firmware was generated from and its data")
         except BaseException:
             self._records_f.close()
             raise
@@ -238,7 +241,7 @@ class Monitor:
                 self._write_report()
         self.state.on_status(STOPPED)
 
-    def __enter__(self) -> "Monitor":
+    def __enter__(self) -> Monitor:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -508,5 +511,5 @@ def _load_inputs(data: str | Path, io: ModelIO) -> tuple[np.ndarray, np.ndarray 
     return xq, (np.asarray(y).astype(np.int64) if classifier else None)
 
 
-__all__ = ["Monitor", "SESSION_FILES", "Tally", "build_report", "build_result", "iter_records", "read_records", "report_markdown", "session_report",
-           "CONNECTED", "CONNECTING", "DISCONNECTED", "STOPPED"]
+__all__ = ["Monitor", "SESSION_FILES", "Tally", "build_report", "build_result", "iter_records", "read_records",
+           "report_markdown", "session_report", "CONNECTED", "CONNECTING", "DISCONNECTED", "STOPPED"]
