@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -453,3 +454,14 @@ def host_dut(exe: Path) -> Iterator[str]:
     finally:
         proc.kill()
         proc.wait(5)
+
+
+def read_until(dut: Any, pred: Callable[[str], bool], timeout: float = 5.0) -> list[str]:
+    """A DutClient's reply lines up to and including the first one for which ``pred(text)`` holds."""
+    got: list[str] = []
+    while True:
+        line = dut._next_line(timeout)
+        assert line is not None, f"no line within {timeout} s after {got}"
+        got.append(line.text)
+        if pred(line.text):
+            return got

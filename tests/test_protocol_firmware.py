@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import CFLAGS, FAKE_MODEL_H, HOST_PORT_H, build_host_dut, fake_outputs, host_dut
+from helpers import CFLAGS, FAKE_MODEL_H, HOST_PORT_H, build_host_dut, fake_outputs, host_dut, read_until
 from tinyedge.errors import LinkError
 from tinyedge.link import DeviceError, DutClient, Transport
 from tinyedge.link import protocol as P
@@ -249,16 +249,6 @@ def test_main_compiles_for_cortex_m4_without_libc_printf(tmp_path):
 NO_INPUT = "e-[No valid input: the last te-load was rejected; load the input again]"
 
 
-def _read_until(dut, pred, timeout: float = 5.0) -> list[str]:
-    """Reply lines up to and including the first one for which ``pred(text)`` holds."""
-    got: list[str] = []
-    while True:
-        line = dut._next_line(timeout)
-        assert line is not None, f"no line within {timeout} s after {got}"
-        got.append(line.text)
-        if pred(line.text):
-            return got
-
 
 def test_iteration_counts_over_the_maximum_are_refused(dut):
     dut.wait_ready(5)
@@ -279,26 +269,26 @@ def test_break_byte_stops_a_long_infer_and_the_device_answers_next(dut):
     dut.load_input(bytes(40))
     # timed phase: stopped promptly, with how far it got; bytes after the break are the next command
     dut.transport.write(b"infer 1000000 0%")
-    assert _read_until(dut, lambda t: t.startswith("m-lap-us-"))[:1] == ["m-warmup-start-0"]
+    assert read_until(dut, lambda t: t.startswith("m-lap-us-"))[:1] == ["m-warmup-start-0"]
     t0 = time.monotonic()
     dut.transport.write(b"\x03name%")
-    got = _read_until(dut, lambda t: t.startswith("e-["), timeout=5)
+    got = read_until(dut, lambda t: t.startswith("e-["), timeout=5)
     m = re.fullmatch(r"e-\[infer interrupted after (\d+) of 1000000\]", got[-1])
     assert m and 0 < int(m.group(1)) < 1000000, got
     assert time.monotonic() - t0 < 2.0
-    assert _read_until(dut, lambda t: True) == ["m-ready"]  # no second lap, no results: the reply ends
-    assert _read_until(dut, lambda t: True) == ["m-name-dut-[tinyedge]"]
-    assert _read_until(dut, lambda t: True) == ["m-ready"]
+    assert read_until(dut, lambda t: True) == ["m-ready"]  # no second lap, no results: the reply ends
+    assert read_until(dut, lambda t: True) == ["m-name-dut-[tinyedge]"]
+    assert read_until(dut, lambda t: True) == ["m-ready"]
     # warmup phase
     dut.transport.write(b"infer 1 1000000%")
-    _read_until(dut, lambda t: t == "m-warmup-start-1000000")
+    read_until(dut, lambda t: t == "m-warmup-start-1000000")
     dut.transport.write(b"\x03")
     assert re.fullmatch(r"e-\[infer warmup interrupted after \d+ of 1000000\]",
-                        _read_until(dut, lambda t: t.startswith("e-["))[-1])
-    assert _read_until(dut, lambda t: True) == ["m-ready"]
+                        read_until(dut, lambda t: t.startswith("e-["))[-1])
+    assert read_until(dut, lambda t: True) == ["m-ready"]
     # the client's way: interrupt() then resync; a break at an idle device is ignored
     dut.transport.write(b"infer 1000000 0%")
-    _read_until(dut, lambda t: t.startswith("m-infer-start-"))
+    read_until(dut, lambda t: t.startswith("m-infer-start-"))
     dut.interrupt()
     dut.interrupt()
     assert dut.infer(1, 0).results and dut.name() == "dut-[tinyedge]"
@@ -308,13 +298,13 @@ def test_break_byte_stops_a_long_te_stream(dut):
     dut.wait_ready(5)
     dut.load_input(bytes(40))
     dut.transport.write(b"te-stream 1000000%")
-    _read_until(dut, lambda t: t.startswith("te-s-2,"))
+    read_until(dut, lambda t: t.startswith("te-s-2,"))
     dut.transport.write(b"\x03")
-    got = _read_until(dut, lambda t: t.startswith("e-["))
+    got = read_until(dut, lambda t: t.startswith("e-["))
     assert all(t.startswith("te-s-") for t in got[:-1])
     m = re.fullmatch(r"e-\[te-stream interrupted after (\d+) of 1000000\]", got[-1])
     assert m and int(m.group(1)) >= 3
-    assert _read_until(dut, lambda t: True) == ["m-ready"]
+    assert read_until(dut, lambda t: True) == ["m-ready"]
     assert len(dut.stream(3)) == 3
 
 

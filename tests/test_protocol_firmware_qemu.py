@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import QEMU_BOARD
+from helpers import QEMU_BOARD, read_until
 from tflite_builder import ACT, ModelBuilder, options
 from tinyedge.link import DeviceError, DutClient, Transport
 from tinyedge.link import protocol as P
@@ -61,15 +61,6 @@ def dut(firmware: Deployment, tmp_path: Path) -> Iterator[DutClient]:
         client.close()
 
 
-def _read_until(dut: DutClient, pred, timeout: float = 10.0) -> list[str]:
-    got: list[str] = []
-    while True:
-        line = dut._next_line(timeout)
-        assert line is not None, f"no line within {timeout} s after {got}"
-        got.append(line.text)
-        if pred(line.text):
-            return got
-
 
 def test_limits_break_and_rejected_load_on_the_emulated_uart(dut):
     x = np.random.default_rng(0).integers(-128, 128, size=IN, dtype=np.int8).tobytes()
@@ -81,15 +72,15 @@ def test_limits_break_and_rejected_load_on_the_emulated_uart(dut):
         "e-[Inference iterations must be <=1000000]"]
     # a long infer stops at the break byte, read from the CMSDK UART between two inferences
     dut.transport.write(b"infer 1000000 0%")
-    _read_until(dut, lambda t: t.startswith("m-lap-us-"))
+    read_until(dut, lambda t: t.startswith("m-lap-us-"), timeout=10.0)
     time.sleep(0.3)
     t0 = time.monotonic()
     dut.transport.write(b"\x03")
-    last = _read_until(dut, lambda t: t.startswith("e-["), timeout=5)[-1]
+    last = read_until(dut, lambda t: t.startswith("e-["), timeout=5)[-1]
     m = re.fullmatch(r"e-\[infer interrupted after (\d+) of 1000000\]", last)
     assert m and 0 < int(m.group(1)) < 1000000, last
     assert time.monotonic() - t0 < 3.0
-    assert _read_until(dut, lambda t: True, timeout=5) == ["m-ready"]
+    assert read_until(dut, lambda t: True, timeout=5) == ["m-ready"]
     assert dut.name() == "dut-[tinyedge]"
     # a te-load rejected for its CRC leaves no input to infer on, until a good load
     bad = b"te-load %d %04X%%" % (IN, crc ^ 1) + P.cobs_encode(x) + b"\x00"
