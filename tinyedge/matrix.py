@@ -285,8 +285,10 @@ def _run_one(job: _Job, graph: Graph, inputs: Path, root: Path, *, data: str | P
         with deploy(graph, b, root / b.id / "project", core_dir=core_dir,
                     **({"place": job.place, "coordinator": coordinator, "place_wait": place_wait} if job.place
                        else {"engine": "qemu", "serial_port": job.serial_port})) as dep:
+            # The matrix needs the figures only: report.html without plots. Drawing them is seconds of pure
+            # Python (matplotlib) per board, which boards running at once in threads would take turns at (GIL).
             report = score(dep.url, inputs, model=dep.project.graph, board=dep.project.board,
-                           out_dir=root / b.id / "score", limit=samples)
+                           out_dir=root / b.id / "score", limit=samples, plots=False)
     except TinyedgeError as exc:
         say(f"matrix: {b.id}: {exc.problem.splitlines()[0]}")
         return None, exc.problem.splitlines()[0][:200]

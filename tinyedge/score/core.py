@@ -362,6 +362,7 @@ def score(
     profile: bool = True,
     step_summary: bool = True,
     stall_timeout: float | None = None,
+    plots: bool = True,
 ) -> Report:
     """Score the firmware on ``port`` with the labelled ``data`` (.npz: x, y) for ``model``.
 
@@ -384,6 +385,9 @@ def score(
     not bring it back within half the deadline again, the report of the samples harvested so far is
     written (``"complete": false`` and why it ``"stopped"``) and DeviceStalled is raised (exit code 3;
     its ``report`` is that partial report): a frozen device ends the run within 2 x the deadline.
+
+    Without ``plots`` report.html has the tables but no matplotlib plots (drawing them takes seconds of
+    CPU; a caller that only needs the figures, such as the compatibility matrix, skips them).
     """
     parsed_slos: list[Slo] = parse_slos(slos)  # fail on a typo before any device time is spent
     out_dir = Path(out_dir)
@@ -409,7 +413,8 @@ def score(
     report = Report.from_result(result)
     report.slo_results = evaluate(parsed_slos, report.data)
     report.data["slo"] = [r.as_dict() for r in report.slo_results]
-    report.write(out_dir, step_summary=step_summary, plots=stall is None)  # plotting would overrun the deadline
+    # after a stall, plotting would overrun the deadline
+    report.write(out_dir, step_summary=step_summary, plots=plots and stall is None)
     if stall is not None:
         err = DeviceStalled(
             f"{result.stopped}: {stall.problem}",
