@@ -17,8 +17,6 @@ from tinyedge.errors import DataError
 from tinyedge.score.core import read_inputs
 from tinyedge.score.figures import ModelIO
 
-pytestmark = pytest.mark.unit
-
 
 def npz(tmp_path: Path, name: str = "d.npz", **arrays) -> Path:
     path = tmp_path / name
@@ -31,6 +29,7 @@ def good_x(n: int = 4) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ x: non-finite values
+@pytest.mark.unit
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_nonfinite_x_is_one_error_naming_file_array_index_and_value(tmp_path, bad):
     x = good_x()
@@ -45,6 +44,7 @@ def test_nonfinite_x_is_one_error_naming_file_array_index_and_value(tmp_path, ba
     assert "--allow-nonfinite" in exc.value.hint and "isfinite" in exc.value.hint
 
 
+@pytest.mark.unit
 def test_float64_too_large_for_float32_is_non_finite(tmp_path):
     x = good_x().astype(np.float64)
     x[1, 0, 2] = 1e300
@@ -52,6 +52,7 @@ def test_float64_too_large_for_float32_is_non_finite(tmp_path):
         load_npz(npz(tmp_path, x=x, y=np.arange(4)))
 
 
+@pytest.mark.unit
 def test_allow_nonfinite_keeps_them_and_quantizes_them_to_defined_values(tmp_path):
     x = np.array([[np.nan, np.inf, -np.inf, 1.0]], dtype=np.float32)
     got, _ = load_npz(npz(tmp_path, x=x, y=[0]), allow_nonfinite=True)
@@ -69,18 +70,21 @@ def test_allow_nonfinite_keeps_them_and_quantizes_them_to_defined_values(tmp_pat
     (np.ones((3, 2), dtype=bool), "booleans"),
     (np.array([[b"ab"]] * 3), "bytes"),
 ])
+@pytest.mark.unit
 def test_non_numeric_x_is_refused(tmp_path, x, what):
     path = npz(tmp_path, x=x, y=np.arange(3))
     with pytest.raises(DataError, match=f"'x' in .*d.npz holds {what} \\(dtype .*\\), not numbers"):
         load_npz(path)
 
 
+@pytest.mark.unit
 def test_complex_x_hint_names_the_real_part(tmp_path):
     with pytest.raises(DataError) as exc:
         load_npz(npz(tmp_path, x=np.ones((3, 2), dtype=np.complex128), y=np.arange(3)))
     assert "x.real" in exc.value.hint
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("key", ["x", "y"])
 def test_object_arrays_are_named_not_a_raw_pickle_error(tmp_path, key):
     arrays = {"x": good_x(3), "y": np.arange(3)}
@@ -90,6 +94,7 @@ def test_object_arrays_are_named_not_a_raw_pickle_error(tmp_path, key):
         load_npz(path)
 
 
+@pytest.mark.unit
 def test_empty_and_scalar_x_are_refused(tmp_path):
     with pytest.raises(DataError, match=r"'x' in .*d.npz has no samples \(shape \(0, 2, 3\)\)"):
         load_npz(npz(tmp_path, x=np.zeros((0, 2, 3), np.float32), y=np.zeros(0, np.int64)))
@@ -99,6 +104,7 @@ def test_empty_and_scalar_x_are_refused(tmp_path):
         fit_shape(np.zeros((0, 6), np.float32), (2, 3), "d.npz")
 
 
+@pytest.mark.unit
 def test_not_an_npz(tmp_path):
     np.save(tmp_path / "a.npy", good_x())
     with pytest.raises(DataError, match=r"holds a single array \(.npy\), not an .npz archive"):
@@ -115,6 +121,7 @@ def test_not_an_npz(tmp_path):
 
 
 # ------------------------------------------------------------------------------ y
+@pytest.mark.unit
 def test_labels_must_be_integers(tmp_path):
     with pytest.raises(DataError, match=r"'y' in .*d.npz must hold integer class labels, but y\[2\] = 0.5"):
         load_npz(npz(tmp_path, x=good_x(), y=np.array([0, 1, 0.5, 2])))
@@ -130,11 +137,13 @@ def test_labels_must_be_integers(tmp_path):
     assert "argmax" in exc.value.hint
 
 
+@pytest.mark.unit
 def test_x_and_y_of_different_lengths(tmp_path):
     with pytest.raises(DataError, match="'y' in .*d.npz has 3 labels but 'x' has 4 samples"):
         load_npz(npz(tmp_path, x=good_x(), y=np.arange(3)))
 
 
+@pytest.mark.unit
 def test_labels_outside_the_models_classes():
     y = np.array([0, 3, 11, 12, -1])
     with pytest.raises(DataError) as exc:
@@ -149,6 +158,7 @@ def test_labels_outside_the_models_classes():
     check_labels(np.array([5, 900]), "any.npz")  # nothing known about the classes: nothing to check
 
 
+@pytest.mark.unit
 def test_anomaly_detection_labels_are_0_or_1():
     check_labels(np.array([0, 1, 1, 0]), "ad.npz", num_classes=640, anomaly=True)  # not "640 classes"
     with pytest.raises(DataError, match=r"label y\[2\] = 2, but an anomaly-detection model's labels are 0 \(normal\) "
@@ -163,6 +173,7 @@ AUTOENCODER = ModelIO(input_shape=(1, 6), input_scale=0.5, input_zero_point=0, i
                       output_scale=0.5, output_zero_point=0, output_size=6)
 
 
+@pytest.mark.unit
 def test_score_inputs_check_labels_against_the_model(tmp_path):
     path = npz(tmp_path, x=good_x(), y=np.array([0, 1, 4, 3]))
     with pytest.raises(DataError, match=r"y\[2\] = 4 is outside the model's 4 classes \(0..3\)"):
@@ -177,6 +188,7 @@ def test_score_inputs_check_labels_against_the_model(tmp_path):
         read_inputs(npz(tmp_path, "ad2.npz", x=good_x(), y=np.array([0, 1, 3, 0])), AUTOENCODER, None)
 
 
+@pytest.mark.unit
 def test_score_inputs_refuse_nonfinite_unless_allowed(tmp_path):
     x = good_x()
     x[1, 1, 1] = np.nan
@@ -199,6 +211,7 @@ def _tiny_model(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # waits out the connection attempts to a closed port
 def test_cli_score_refuses_nan_before_touching_the_device(tmp_path):
     """The port is a closed TCP port: a data error must come first, and --allow-nonfinite gets past it."""
     model = _tiny_model(tmp_path / "m.tflite")
@@ -215,6 +228,7 @@ def test_cli_score_refuses_nan_before_touching_the_device(tmp_path):
     assert res.exit_code != 0 and "x[0, 5]" not in res.output and "127.0.0.1:9" in res.output
 
 
+@pytest.mark.unit
 def test_cli_run_refuses_nan_before_generating_or_building(tmp_path):
     model = _tiny_model(tmp_path / "m.tflite")
     x = np.zeros((3, 6), np.float32)

@@ -70,8 +70,12 @@ def test_runtime_folder_holds_plain_c() -> None:
     assert "##" not in dsp
 
 
-@pytest.mark.unit
-@pytest.mark.parametrize("name", sorted(C_TESTS))
+#: The %0.3f formatter's test compares ~4.8 million floats with printf: the slow tier; the kernels' are unit.
+SLOW_C_TESTS = {"test_format"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n in SLOW_C_TESTS else pytest.mark.unit)
+                                  for n in sorted(C_TESTS)])
 def test_c_unit_tests(name: str, tmp_path: Path) -> None:
     exe = tmp_path / name
     inc = _generated_headers(tmp_path / "inc")

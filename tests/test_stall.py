@@ -128,7 +128,7 @@ def check_partial(out: Path, harvested: int) -> dict[str, object]:
     return d
 
 
-@pytest.mark.unit
+@pytest.mark.slow  # waits out real stall deadlines
 def test_score_of_a_frozen_device_stops_within_twice_the_deadline(setup, fake_oracle, tmp_path):
     exe, model, data = setup
     deadline = 2.0
@@ -151,7 +151,7 @@ def test_score_of_a_frozen_device_stops_within_twice_the_deadline(setup, fake_or
     assert d["link"]["resyncs"] >= 1  # the documented recovery was tried before giving up
 
 
-@pytest.mark.unit
+@pytest.mark.slow  # waits out real stall deadlines
 def test_score_cli_exits_3_with_a_partial_report(setup, fake_oracle, tmp_path):
     exe, model, data = setup
     out = tmp_path / "out"
@@ -168,7 +168,7 @@ def test_score_cli_exits_3_with_a_partial_report(setup, fake_oracle, tmp_path):
     check_partial(out, int(seen["rows"]))
 
 
-@pytest.mark.unit
+@pytest.mark.slow  # waits out real stall deadlines
 def test_score_of_a_device_that_died_stops_too(setup, fake_oracle, tmp_path):
     """A device whose port is gone for good (process killed: reconnecting is refused) ends the same way."""
     exe, model, data = setup
@@ -192,7 +192,7 @@ def test_default_stall_deadline_is_a_multiple_of_the_slowest_answer_at_most_60_s
     assert default_stall_timeout(30.0) == 60.0
 
 
-@pytest.mark.unit
+@pytest.mark.slow  # waits out real stall deadlines
 def test_monitor_of_a_frozen_device_ends_by_its_duration(setup, tmp_path):
     """A monitor keeps trying a stalled device (shown as disconnected) but --duration still ends it."""
     exe, model, _ = setup
