@@ -11,7 +11,7 @@ from conftest import shared_model
 from fuzz_tflite import Mutator, check_mutant, run_fuzz
 from tflite_builder import ModelBuilder, options
 from tinyedge.boards import get_board
-from tinyedge.errors import UnsupportedModelError
+from tinyedge.errors import TinyedgeError, UnsupportedModelError
 from tinyedge.firmware.generate import project_sources
 from tinyedge.model.graph import read_model_bytes
 from tinyedge.model.memplan import plan_memory
@@ -214,3 +214,18 @@ def test_bias_of_any_shape_with_one_value_per_channel():
     b.op("FULLY_CONNECTED", [x, w, bias], [y], options("FullyConnectedOptions"), "FullyConnectedOptions")
     files, program, _, _ = project_sources(read_model_bytes(b.build([x], [y])), get_board(DSP_BOARD))
     assert "_dsp" in program.steps[0].kernel
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("model, index, needle", [
+    ("kws_ref_model.tflite", 160, "depth_multiplier 1048576 does not match"),  # TFLM loops over the option
+    ("kws_ref_model.tflite", 249, "exceed 4096"),  # a dilation whose offsets overflowed the generated C
+    ("ad01_int8.tflite", 137, "but no zeroPoint"),  # TFLM leaves such a tensor unquantized
+])
+def test_mutants_that_differed_from_tflm_are_refused(model, index, needle):
+    """Found by `python -m benchmarks --fuzz 400 --models kws ad --seed 5 --check-all`: accepted, then not
+    bit-exact with the tflite_micro interpreter (or not compilable). Each is now one clear refusal."""
+    mutant = Mutator(shared_model(model).read_bytes()).mutant(5, index)
+    with pytest.raises(TinyedgeError) as err:
+        build_program(read_model_bytes(mutant.data, name="m"))
+    assert needle in str(err.value), (mutant.desc, str(err.value))

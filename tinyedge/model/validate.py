@@ -107,7 +107,11 @@ def _check_quantization(p: _Problems, path: str, t: Any, dtype: str, shape: Sequ
                   f"({SCALE_RANGE[0]:g}..{SCALE_RANGE[1]:g})")
             break
     zps = _ints(q.zeroPoint)
-    if zps and len(zps) != len(scales):
+    if not zps:
+        # TFLM reads the quantization only when both lists are present: without zero points the tensor is
+        # not quantized there, and tinyedge would assume 0.
+        p.add(f"{path}.quantization has {len(scales)} scale(s) but no zeroPoint")
+    elif len(zps) != len(scales):
         p.add(f"{path}.quantization.zeroPoint has {len(zps)} values, but scale has {len(scales)}")
     lo, hi = _ZP_RANGE.get(dtype, (-(1 << 63), (1 << 63) - 1))
     for k, z in enumerate(zps):

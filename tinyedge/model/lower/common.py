@@ -82,6 +82,11 @@ def weights(g: Graph, op: Operator, what: str = "filter") -> tuple[Tensor, Tenso
     return w, b, problems
 
 
+#: Largest stride, dilation or window side accepted: far beyond any real layer, small enough that every offset
+#: the generated C computes from them stays well inside int32.
+MAX_WINDOW = 4096
+
+
 def window_problems(op: Operator, what: str, ins: Sequence[int], kernel: Sequence[int], outs: Sequence[int],
                     stride: Sequence[int], dilation: Sequence[int] = (1, 1)) -> list[str]:
     """Problems of a 2-D window op (conv, depthwise, pool): padding, strides, dilations and kernel size must be
@@ -93,6 +98,9 @@ def window_problems(op: Operator, what: str, ins: Sequence[int], kernel: Sequenc
     if any(int(s) < 1 for s in stride) or any(int(d) < 1 for d in dilation) or any(int(k) < 1 for k in kernel):
         return [f"op {op.index} {op.opcode}: strides {list(stride)}, dilations {list(dilation)} and {what} size "
                 f"{list(kernel)} must all be at least 1"]
+    if any(int(v) > MAX_WINDOW for v in (*stride, *dilation, *kernel)):
+        return [f"op {op.index} {op.opcode}: strides {list(stride)}, dilations {list(dilation)} or {what} size "
+                f"{list(kernel)} exceed {MAX_WINDOW}: no real model uses such a window"]
     expect = []
     for size, k, s, d in zip(ins, kernel, stride, dilation):
         eff = (int(k) - 1) * int(d) + 1

@@ -43,9 +43,12 @@ def lower_conv(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
     yn, oh, ow, oc = y.shape
     if depthwise:
         w1, kh, kw, wc = w.shape
-        dm = int(op.options.get("depthMultiplier", 1) or 1)
-        if wc != oc or ic * dm != oc:
-            dm = oc // ic  # TFLM derives it from the shapes as well
+        dm = oc // ic if ic and oc % ic == 0 else 1
+        # TFLM's reference kernel loops over the option's depth_multiplier, not the shapes': an option that
+        # disagrees with the channels would make the two compute different things, so it is refused.
+        if "depthMultiplier" in op.options and int(op.options["depthMultiplier"] or 0) != dm:
+            problems.append(f"op {op.index} {op.opcode}: depth_multiplier {op.options['depthMultiplier']} does not "
+                            f"match {ic} input and {oc} output channels (expected {dm})")
         if w1 != 1 or wc != oc or oc % ic:
             problems.append(f"op {op.index} {op.opcode}: filter {list(w.shape)} does not map {ic} input channels to "
                             f"{oc} output channels (expected [1, kh, kw, {oc}] with {oc} a multiple of {ic})")
