@@ -2,6 +2,6 @@
 (``target``), and host builds of the generated C for tests and benchmarks (``host``)."""
 
 from .cmodel import CModel, render_model
-from .target import specialize, variant
+from .target import candidates, specialize, variant
 
-__all__ = ["CModel", "render_model", "specialize", "variant"]
+__all__ = ["CModel", "candidates", "render_model", "specialize", "variant"]

@@ -34,14 +34,54 @@ INT32_MAX = 2**31 - 1
 DSP_KERNELS = ("te_conv2d_s8", "te_dwconv2d_s8", "te_fc_s8")
 
 
-def specialize(program: Program, board: Board | None = None) -> Program:
+def candidates(step: Step, board: Board | None) -> dict[str, Step]:
+    """Every exact kernel the board can run ``step`` with, by variant name, the heuristic's choice first.
+
+    ``"portable"`` (the step itself) is always there, last unless it is the only one. The autotuner
+    (``tinyedge.tune``) measures them all; :func:`specialize` without ``choices`` takes the first.
+    """
+    found: dict[str, Step] = {}
+    if board is not None and has_dsp(board):
+        family = {"te_conv2d_s8": _conv_candidates, "te_dwconv2d_s8": _dw_candidates, "te_fc_s8": _fc_candidates}
+        if step.kernel in family:
+            found.update(family[step.kernel](step))
+    found["portable"] = step
+    return found
+
+
+def _labelled(step: Step | None, name: str, why: str) -> dict[str, Step]:
+    return {} if step is None else {name: dataclasses.replace(step, variant=name, why=why)}
+
+
+def _conv_candidates(step: Step) -> dict[str, Step]:
+    """CONV_2D's DSP variants, the heuristic's choice first."""
+    return _labelled(_dsp_conv(step), "dsp", "heuristic: the board has the DSP extension")
+
+
+def _dw_candidates(step: Step) -> dict[str, Step]:
+    """DEPTHWISE_CONV_2D's DSP variants, the heuristic's choice first."""
+    return _labelled(_dsp_dwconv(step), "dsp", "heuristic: the board has the DSP extension")
+
+
+def _fc_candidates(step: Step) -> dict[str, Step]:
+    """FULLY_CONNECTED's DSP variants, the heuristic's choice first."""
+    return _labelled(_dsp_fc(step), "dsp", "heuristic: the board has the DSP extension")
+
+
+def specialize(program: Program, board: Board | None = None, choices: dict[int, str] | None = None) -> Program:
     """The Program with every step the board has a faster exact kernel for replaced by it.
 
     ``board`` is a :class:`tinyedge.boards.Board` (or None: the portable program, unchanged).
+    ``choices`` maps a step's index to the variant name to use (from :func:`candidates`, e.g. as measured
+    by ``tinyedge.tune``); a step without one, or whose named variant does not exist, gets the first.
     """
     if board is None or not has_dsp(board):
         return program
-    steps = [(_dsp_step(s, i) or s) for i, s in enumerate(program.steps)]
+    steps = []
+    for i, s in enumerate(program.steps):
+        found = candidates(s, board)
+        want = (choices or {}).get(i)
+        steps.append(found[want] if want in found else next(iter(found.values())))
     return dataclasses.replace(program, steps=steps)
 
 
@@ -98,16 +138,6 @@ def _conv_params(p: dict[str, Any], **extra: Any) -> dict[str, Any]:
     out = {k: p[k] for k in keys}
     out.update(extra)
     return out
-
-
-def _dsp_step(s: Step, index: int) -> Step | None:
-    if s.kernel == "te_conv2d_s8":
-        return _dsp_conv(s)
-    if s.kernel == "te_dwconv2d_s8":
-        return _dsp_dwconv(s)
-    if s.kernel == "te_fc_s8":
-        return _dsp_fc(s)
-    return None
 
 
 def _dsp_conv(s: Step) -> Step | None:

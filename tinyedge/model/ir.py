@@ -43,6 +43,8 @@ class Step:
     args: list[str] = field(default_factory=list)
     scratch: int = 0  # bytes of working memory the kernel needs during the call (arg token "scratch")
     inplace: bool = False  # the kernel may write out0 over in0 (the planner does so only where in0 dies)
+    variant: str = "portable"  # which of the target's candidate kernels this is (codegen.target.candidates)
+    why: str = ""  # why that candidate was chosen (heuristic, tuned figures, or why a faster one was refused)
 
     @property
     def weight_bytes(self) -> int:

@@ -25,7 +25,8 @@ typedef struct {
     int16_t kpad;                /* CONV_2D: kh*kw*in_c rounded up to a multiple of 8 */
     int16_t pointwise;           /* CONV_2D: 1x1, stride 1, no padding, in_c % 4 == 0 */
     int16_t lsh;                 /* left shift applied to every accumulator (0 almost always) */
-    int16_t mode;                /* bit 0: negative-rounding fix-up needed; bit 1: clamp narrower than int8 */
+    int16_t mode;                /* bit 0: negative-rounding fix-up needed; bit 1: clamp narrower than int8;
+                                  * bit 2: some channels take the exact generic requantization */
     int32_t in_zp;               /* input zero point (padding value) */
     int32_t in_off;              /* -input zero point (DEPTHWISE_CONV_2D adds it, CONV_2D folds it) */
     int32_t act_min, act_max;
@@ -36,7 +37,7 @@ typedef struct {
     int32_t lsh, mode, act_min, act_max;    /* mode as in te_dsp_conv_params */
 } te_dsp_fc_params;
 
-/* Each kernel has four entry points _m0.._m3, one per mode (see te_dsp_conv_params.mode), chosen at
+/* Each kernel has eight entry points _m0.._m7, one per mode (see te_dsp_conv_params.mode), chosen at
  * generation time so the linker keeps only the ones a model uses.
  * CONV_2D scratch: 8 * kpad (+ kpad unless pointwise) bytes: four int16 im2col columns and one int8 patch.
  * DEPTHWISE_CONV_2D: filter as int16 pairs [tap][channel/4][(c0,c2),(c1,c3)]; scratch (pad_h + 1) output
@@ -44,39 +45,71 @@ typedef struct {
  * te_dwconv3x3 (3x3, stride 1, no dilation, depth multiplier 1, any channel count): TFLM's [3][3][C] int8 filter;
  * scratch (out_h + 2) * ((out_w + 4) & ~1) int16, word aligned; may run in place (channel by channel). */
 void te_conv2d_s8_dsp_m0(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
-                          int8_t *out, int8_t *scratch);
+                         int8_t *out, int8_t *scratch);
 void te_conv2d_s8_dsp_m1(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
-                          int8_t *out, int8_t *scratch);
+                         int8_t *out, int8_t *scratch);
 void te_conv2d_s8_dsp_m2(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
-                          int8_t *out, int8_t *scratch);
+                         int8_t *out, int8_t *scratch);
 void te_conv2d_s8_dsp_m3(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
-                          int8_t *out, int8_t *scratch);
+                         int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_m4(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                         int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_m5(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                         int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_m6(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                         int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_m7(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                         int8_t *out, int8_t *scratch);
 
 void te_dwconv2d_s8_dsp_m0(const te_dsp_conv_params *p, const int8_t *in, const int16_t *filter, const te_rq *rq,
-                            int8_t *out, int8_t *scratch);
+                           int8_t *out, int8_t *scratch);
 void te_dwconv2d_s8_dsp_m1(const te_dsp_conv_params *p, const int8_t *in, const int16_t *filter, const te_rq *rq,
-                            int8_t *out, int8_t *scratch);
+                           int8_t *out, int8_t *scratch);
 void te_dwconv2d_s8_dsp_m2(const te_dsp_conv_params *p, const int8_t *in, const int16_t *filter, const te_rq *rq,
-                            int8_t *out, int8_t *scratch);
+                           int8_t *out, int8_t *scratch);
 void te_dwconv2d_s8_dsp_m3(const te_dsp_conv_params *p, const int8_t *in, const int16_t *filter, const te_rq *rq,
-                            int8_t *out, int8_t *scratch);
+                           int8_t *out, int8_t *scratch);
+void te_dwconv2d_s8_dsp_m4(const te_dsp_conv_params *p, const int8_t *in, const int16_t *filter, const te_rq *rq,
+                           int8_t *out, int8_t *scratch);
+void te_dwconv2d_s8_dsp_m5(const te_dsp_conv_params *p, const int8_t *in, const int16_t *filter, const te_rq *rq,
+                           int8_t *out, int8_t *scratch);
+void te_dwconv2d_s8_dsp_m6(const te_dsp_conv_params *p, const int8_t *in, const int16_t *filter, const te_rq *rq,
+                           int8_t *out, int8_t *scratch);
+void te_dwconv2d_s8_dsp_m7(const te_dsp_conv_params *p, const int8_t *in, const int16_t *filter, const te_rq *rq,
+                           int8_t *out, int8_t *scratch);
 
 void te_dwconv3x3_s8_dsp_m0(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
-                             int8_t *out, int8_t *scratch);
+                            int8_t *out, int8_t *scratch);
 void te_dwconv3x3_s8_dsp_m1(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
-                             int8_t *out, int8_t *scratch);
+                            int8_t *out, int8_t *scratch);
 void te_dwconv3x3_s8_dsp_m2(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
-                             int8_t *out, int8_t *scratch);
+                            int8_t *out, int8_t *scratch);
 void te_dwconv3x3_s8_dsp_m3(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
-                             int8_t *out, int8_t *scratch);
+                            int8_t *out, int8_t *scratch);
+void te_dwconv3x3_s8_dsp_m4(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                            int8_t *out, int8_t *scratch);
+void te_dwconv3x3_s8_dsp_m5(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                            int8_t *out, int8_t *scratch);
+void te_dwconv3x3_s8_dsp_m6(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                            int8_t *out, int8_t *scratch);
+void te_dwconv3x3_s8_dsp_m7(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                            int8_t *out, int8_t *scratch);
 
 void te_fc_s8_dsp_m0(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
-                      int8_t *out);
+                     int8_t *out);
 void te_fc_s8_dsp_m1(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
-                      int8_t *out);
+                     int8_t *out);
 void te_fc_s8_dsp_m2(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
-                      int8_t *out);
+                     int8_t *out);
 void te_fc_s8_dsp_m3(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
-                      int8_t *out);
+                     int8_t *out);
+void te_fc_s8_dsp_m4(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                     int8_t *out);
+void te_fc_s8_dsp_m5(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                     int8_t *out);
+void te_fc_s8_dsp_m6(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                     int8_t *out);
+void te_fc_s8_dsp_m7(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                     int8_t *out);
 
 #endif

@@ -1,0 +1,117 @@
+/* tinyedge's DSP building blocks, shared by the te_kernels_dsp*.c files: the SMLAD/SXTB16/SMMLAR
+ * intrinsics (exact C models of them on targets without the DSP extension, e.g. the host), word loads,
+ * and the folded requantization of te_kernels_dsp.h. Internal: static inline only.
+ * Part of tinyedge's C runtime (tinyedge/runtime/), copied unchanged into every generated project. */
+#ifndef TE_KERNELS_DSP_INTRIN_H
+#define TE_KERNELS_DSP_INTRIN_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "te_kernels_dsp.h"
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+#define te_sxtb16(x) __sxtb16((int32_t)(x))
+#define te_sxtab16(a, x) __sxtab16((a), (int32_t)(x))
+#define te_smlad(a, b, c) __smlad((a), (b), (c))
+#define te_smlabb(a, b, c) __smlabb((a), (b), (c))
+#define te_smlatt(a, b, c) __smlatt((a), (b), (c))
+#define te_smlabt(a, b, c) __smlabt((a), (b), (c))
+#define te_smlatb(a, b, c) __smlatb((a), (b), (c))
+/* (a * b + (c << 32) + 2^31) >> 32 */
+static inline int32_t te_smmlar(int32_t a, int32_t b, int32_t c) {
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+#define te_ssat8(x) __ssat((x), 8)
+static inline int32_t te_sxtab16_ror8(int32_t a, uint32_t x) {
+    int32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+/* Two words at p + off (word aligned) in one LDRD */
+#define TE_LDRD(lo, hi, p, off) \
+    __asm__("ldrd %0, %1, [%2, %3]" : "=r"(lo), "=r"(hi) : "r"(p), "I"(off), "m"(*(const int32_t(*)[2])((p) + (off) / 4)))
+/* SXTB16 of the word rotated right by 8 (bytes 1 and 3), one instruction */
+static inline int32_t te_sxtb16_ror8(uint32_t x) {
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+#else
+/* Exact C models of the instructions, so the same kernels run (and are tested) on the host. */
+static inline int32_t te_pack16(int32_t lo, int32_t hi) {
+    return (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16));
+}
+static inline int32_t te_sxtb16(uint32_t x) { return te_pack16((int8_t)(x & 0xFF), (int8_t)((x >> 16) & 0xFF)); }
+static inline int32_t te_sxtab16(int32_t a, uint32_t x) {
+    return te_pack16((int16_t)(a & 0xFFFF) + (int8_t)(x & 0xFF), (int16_t)((uint32_t)a >> 16) + (int8_t)((x >> 16) & 0xFF));
+}
+static inline int32_t te_lo16(int32_t a) { return (int16_t)(a & 0xFFFF); }
+static inline int32_t te_hi16(int32_t a) { return (int16_t)((uint32_t)a >> 16); }
+static inline int32_t te_smlad(int32_t a, int32_t b, int32_t c) {
+    return (int32_t)((uint32_t)c + (uint32_t)(te_lo16(a) * te_lo16(b)) + (uint32_t)(te_hi16(a) * te_hi16(b)));
+}
+static inline int32_t te_smlabb(int32_t a, int32_t b, int32_t c) {
+    return (int32_t)((uint32_t)c + (uint32_t)(te_lo16(a) * te_lo16(b)));
+}
+static inline int32_t te_smlatt(int32_t a, int32_t b, int32_t c) {
+    return (int32_t)((uint32_t)c + (uint32_t)(te_hi16(a) * te_hi16(b)));
+}
+static inline int32_t te_smlabt(int32_t a, int32_t b, int32_t c) {
+    return (int32_t)((uint32_t)c + (uint32_t)(te_lo16(a) * te_hi16(b)));
+}
+static inline int32_t te_smlatb(int32_t a, int32_t b, int32_t c) {
+    return (int32_t)((uint32_t)c + (uint32_t)(te_hi16(a) * te_lo16(b)));
+}
+static inline int32_t te_smmlar(int32_t a, int32_t b, int32_t c) {
+    const uint64_t v = ((uint64_t)(uint32_t)c << 32) + (uint64_t)((int64_t)a * (int64_t)b) + 0x80000000u;
+    return (int32_t)(uint32_t)(v >> 32);
+}
+static inline int32_t te_ssat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 : x); }
+#define te_sxtb16_ror8(x) te_sxtb16(TE_ROR8(x))
+#define TE_LDRD(lo, hi, p, off) ((lo) = (p)[(off) / 4], (hi) = (p)[(off) / 4 + 1])
+#define te_sxtab16_ror8(a, x) te_sxtab16((a), TE_ROR8(x))
+#endif
+
+#define TE_ROR8(x) (((uint32_t)(x) >> 8) | ((uint32_t)(x) << 24))
+#define TE_INLINE static inline __attribute__((always_inline))
+
+static inline uint32_t te_ld32(const void *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Kernel modes (te_dsp_conv_params.mode), compile-time constants of each entry point _m0.._m7:
+ * CORR: the (t < 0) rounding fix-up is needed; CLAMP: the activation range is narrower than int8 (else SSAT
+ * alone clamps); EXACT: some channels take TFLM's generic requantization (see te_kernels_dsp.h). */
+#define TE_MODE_CORR 1
+#define TE_MODE_CLAMP 2
+#define TE_MODE_EXACT 4
+
+/* Requantize one accumulator (bias already in it), as the mode says. */
+TE_INLINE int8_t te_requant(int32_t acc, const te_rq *q, int lsh, int mode, int32_t amin, int32_t amax) {
+    acc = (int32_t)((uint32_t)acc << lsh);
+    const int32_t t = te_smmlar(acc, q->m2, acc);
+    int32_t x = (int32_t)((uint32_t)q->r + ((uint32_t)t << 1));
+    if (mode & TE_MODE_CORR) x += t >> 31;
+    x >>= q->s1;
+    x = te_ssat8(x);
+    if (mode & TE_MODE_CLAMP) {
+        x = x < amin ? amin : x;
+        x = x > amax ? amax : x;
+    }
+    return (int8_t)x;
+}
+
+/* Sign-extend 4 bytes into the int16 pair order SMLAD pairs with SXTB16(weights): (k0,k2), (k1,k3). */
+TE_INLINE void te_expand4(const int8_t *src, int32_t *dst) {
+    const uint32_t v = te_ld32(src);
+    dst[0] = te_sxtb16(v);
+    dst[1] = te_sxtb16_ror8(v);
+}
+
+#endif
