@@ -30,6 +30,7 @@ import numpy as np
 from ..data import fit_shape, load_npz, quantize_inputs
 from ..errors import DataError, ModelError, ToolError
 from ..oracle import run_tflm
+from .mixed import choose_auto, parse_spec, resolve_layers, splice_int16
 
 log = logging.getLogger("tinyedge.quantize")
 
@@ -55,6 +56,12 @@ class QuantizeReport:
     samples: int = 0
     float_accuracy: float | None = None
     int8_accuracy: float | None = None
+    #: --int16: the layers kept at 16-bit activations (empty: an all-int8 model), their operators in the
+    #: int8 model, the mixed model's accuracy and, for ``auto``, what each layer measured.
+    int16_layers: list[str] = field(default_factory=list)
+    int16_ops: list[int] = field(default_factory=list)
+    mixed_accuracy: float | None = None
+    int16_auto: dict[str, Any] | None = None
 
     @property
     def accuracy_drop(self) -> float | None:
@@ -86,6 +93,8 @@ def quantize_model(
     *,
     eval_data: Path | None = None,
     max_calib: int = 500,
+    int16: str | None = None,
+    int16_tolerance: float = 0.01,
 ) -> QuantizeReport:
     """Convert ``model`` (``.keras``/``.h5`` or a SavedModel directory) to int8 ``out``.
 
@@ -93,6 +102,11 @@ def quantize_model(
     (Keras/TF) and int8 (TFLM) top-1 accuracy are measured on the same samples. ``out`` and the
     report ``out.with_suffix('.json')`` are written only once everything succeeded, atomically,
     so a failure never replaces an existing model.
+
+    ``int16``: ``"LAYER,..."`` keeps those Keras layers at 16-bit activations (int16x8) and the rest int8;
+    ``"auto[:BUDGET]"`` chooses the fewest layers that bring the accuracy within ``int16_tolerance`` of
+    float, with at most BUDGET extra bytes of planned RAM (needs ``eval_data``). See
+    :mod:`tinyedge.quantize.mixed` for how the mixed model is made.
 
     Raises ModelError, DataError or ToolError (TensorFlow missing).
     """
@@ -105,6 +119,10 @@ def quantize_model(
     x_cal, _ = load_npz(calib, need_labels=False)
     if len(x_cal) == 0:
         raise DataError(f"calibration file {calib} has no samples", "pass a few hundred representative inputs")
+    int16_spec = parse_spec(int16) if int16 is not None else None
+    if int16_spec is not None and int16_spec[0] == "auto" and eval_data is None:
+        raise DataError("--int16 auto measures accuracy, so it needs evaluation data",
+                        "pass --eval DATA.npz (labelled samples), or name the layers: --int16 LAYER,...")
     x_eval = y_eval = None
     if eval_data is not None:
         x_eval, y_eval = load_npz(eval_data, need_labels=True)
@@ -160,6 +178,12 @@ def quantize_model(
         report.samples = len(y_eval)
         report.float_accuracy = float(np.mean(_classes(float_out) == y_eval))
         report.int8_accuracy = float(np.mean(_classes(deq) == y_eval))
+
+    if int16_spec is not None:
+        tflite = _mix(tf, loaded, x_cal, tflite, int16_spec, int16_tolerance, report, x_eval, y_eval,
+                      float_out if x_eval is not None else None)
+        report.sha256, report.size_bytes = hashlib.sha256(tflite).hexdigest(), len(tflite)
+        report.ops = _tflite_info(tflite)["ops"]
 
     out.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(out, tflite)
@@ -354,7 +378,7 @@ def _converter_message(exc: BaseException) -> str:
     return msg[:600]
 
 
-def _convert(tf: Any, loaded: _Loaded, x_cal: np.ndarray) -> bytes:
+def _convert(tf: Any, loaded: _Loaded, x_cal: np.ndarray, *, int16: bool = False) -> bytes:
     def representative() -> Iterator[list[np.ndarray]]:
         for i in range(len(x_cal)):
             yield [x_cal[i : i + 1]]
@@ -366,9 +390,14 @@ def _convert(tf: Any, loaded: _Loaded, x_cal: np.ndarray) -> bytes:
             converter = tf.lite.TFLiteConverter.from_concrete_functions([loaded.fixed_fn])
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = representative
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
+            if int16:  # 16-bit activations, 8-bit weights, model-wide (the only way the converter offers)
+                converter.target_spec.supported_ops = [
+                    tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+                converter.inference_input_type = converter.inference_output_type = tf.int16
+            else:
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
             return bytes(converter.convert())
     except Exception as exc:  # noqa: BLE001 - ConverterError, RuntimeError from calibration, ...
         raise ModelError(
@@ -376,6 +405,38 @@ def _convert(tf: Any, loaded: _Loaded, x_cal: np.ndarray) -> bytes:
             "use only ops with TFLite int8 builtin kernels (Conv2D, DepthwiseConv2D, pooling, Dense, "
             "Reshape, Softmax) and check the calibration data matches the model",
         ) from None
+
+
+def _mix(tf: Any, loaded: _Loaded, x_cal: np.ndarray, int8_model: bytes, spec: tuple[str, list[str], int | None],
+         tolerance: float, report: QuantizeReport, x_eval: np.ndarray | None, y_eval: np.ndarray | None,
+         float_out: np.ndarray | None) -> bytes:
+    """The mixed int8/int16x8 model ``spec`` asks for; fills the report's int16 fields."""
+    int16_model = _convert(tf, loaded, x_cal, int16=True)
+    kind, names, budget = spec
+
+    def evaluate(model: bytes) -> tuple[float, float]:
+        assert x_eval is not None and y_eval is not None and float_out is not None
+        q = quantize_inputs(x_eval, report.input_scale, report.input_zero_point)
+        deq = (run_tflm(model, q).astype(np.float32) - report.output_zero_point) * report.output_scale
+        err = float(np.mean(np.abs(deq.reshape(len(deq), -1) - float_out.reshape(len(float_out), -1))))
+        return float(np.mean(_classes(deq) == y_eval)), err
+
+    if kind == "auto":
+        assert report.float_accuracy is not None
+        choice = choose_auto(int8_model, int16_model, evaluate, report.float_accuracy - tolerance, budget)
+        report.int16_layers, report.int16_ops = choice.layers, choice.ops
+        report.int16_auto = {"target_accuracy": report.float_accuracy - tolerance, "ram_budget_bytes": budget,
+                             "reached": choice.reached, "ram_bytes": choice.cost.ram_bytes,
+                             "flash_bytes": choice.cost.flash_bytes, "int8_ram_bytes": choice.base_cost.ram_bytes,
+                             "int8_flash_bytes": choice.base_cost.flash_bytes, "trials": choice.trials}
+        mixed = splice_int16(int8_model, int16_model, choice.ops)
+    else:
+        report.int16_ops = resolve_layers(int8_model, names)
+        report.int16_layers = names
+        mixed = splice_int16(int8_model, int16_model, report.int16_ops)
+    if x_eval is not None:
+        report.mixed_accuracy = evaluate(mixed)[0]
+    return mixed
 
 
 def _tflite_info(model: bytes) -> dict[str, Any]:
