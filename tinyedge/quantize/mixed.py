@@ -219,10 +219,34 @@ def splice_int16(int8_model: bytes, int16_model: bytes, chosen: list[int]) -> by
         for ta, tb in zip(oa.outputs, ob.outputs, strict=True):
             if ta in graph_out or any(c not in chosen_set for c in consumers.get(ta, ())):
                 add_quantize(copied[tb], ta)  # int8 readers keep reading the int8 model's tensor
+    _prune(out)
     builder = flatbuffers.Builder(len(int8_model) + len(int16_model))
     builder.Finish(out.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 
+
+
+def _prune(m: Any) -> None:
+    """Drop the tensors no operator uses any more (the int8 weights of layers now taken at 16 bits) and
+    the buffers no tensor uses, so the file holds each layer's weights once. Buffer 0 stays the empty one."""
+    sg = m.subgraphs[0]
+    used = sorted({t for op in sg.operators for t in list(op.inputs) + list(op.outputs) if t >= 0}
+                  | set(sg.inputs) | set(sg.outputs))
+    tmap = {old: new for new, old in enumerate(used)}
+    sg.tensors = [sg.tensors[t] for t in used]
+    for op in sg.operators:
+        op.inputs = [tmap[t] if t >= 0 else t for t in op.inputs]
+        op.outputs = [tmap[t] for t in op.outputs]
+    sg.inputs = [tmap[t] for t in sg.inputs]
+    sg.outputs = [tmap[t] for t in sg.outputs]
+    metadata = list(m.metadata or [])  # e.g. min_runtime_version: its buffer is kept too
+    bufs = sorted({0} | {t.buffer for t in sg.tensors} | {md.buffer for md in metadata})
+    bmap = {old: new for new, old in enumerate(bufs)}
+    m.buffers = [m.buffers[b] for b in bufs]
+    for t in sg.tensors:
+        t.buffer = bmap[t.buffer]
+    for md in metadata:
+        md.buffer = bmap[md.buffer]
 
 
 @dataclass
