@@ -90,14 +90,16 @@ def _print_debug(dbg: DebugReport, out: Path) -> None:
     click.echo(f"per-layer quantization error on {dbg.samples} samples (float {dbg.float_accuracy:.4f}, "
                f"int8 {dbg.int8_accuracy:.4f}):")
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
-    rows = dbg.rows()
-    keep = ["#", "worst", "layer", "op", "scale / zp", "float range", "clipped", "SQNR dB (isolated)",
-            "SQNR dB (accumulated)", "acc, layer float", "acc, rest float"]
-    for col in keep:
-        table.add_column(col, justify="left" if col in ("layer", "op") else "right")
-    for r in rows:
-        table.add_row(*(r[c] for c in keep))
-    Console(width=200, soft_wrap=True).print(table)
+    cols = ["#", "worst", "layer", "op", "scale / zp", "clipped", "SQNR dB own / isolated / accum.",
+            "acc: layer float", "rest float", "--int16"]
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("layer", "op", "--int16") else "right", no_wrap=True)
+    for r in dbg.rows():
+        sqnr = " / ".join(r[f"SQNR dB ({k})"] for k in ("own", "isolated", "accumulated"))
+        table.add_row(r["#"], r["worst"], r["layer"], r["op"], r["scale / zp"], r["clipped"], sqnr,
+                      r["acc, layer float"], r["acc, rest float"], r["acc, --int16"])
+    Console(width=240, soft_wrap=True).print(table)
+    click.echo("(the full table, with ranges, RMSE and weight SQNR, is in the .debug.json / .debug.html report)")
     click.echo(dbg.summary)
     click.echo("what to try:")
     for a in dbg.advice:
