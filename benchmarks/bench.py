@@ -7,7 +7,14 @@ firmware's ``te-results`` ticks give the executed instructions exactly) and chec
 the tflite_micro interpreter. Host time compares the generated C compiled for the host (the portable
 kernels: the host has no DSP) with the tflite_micro interpreter on the same input, in the same run.
 
-    python -m benchmarks [--models digits kws ad PATH.tflite ...] [--boards qemu-mps2-an386] --out results.json
+    python -m benchmarks [--models digits kws ad ic vww PATH.tflite ...] [--boards qemu-mps2-an386] --out results.json
+
+Models: ``digits`` (the example, trained), ``kws`` and ``ad`` (the MLPerf Tiny reference models in
+../shared/models), ``ic`` and ``vww`` (the MLPerf Tiny ResNet-8 and MobileNetV1 0.25 architectures with
+seeded random weights and a few dead and tiny channels, built by ``benchmarks/models.py``). Each run prints
+a per-layer instruction table (``te-profile``) per model and variant, and the JSON records carry it as
+``variant_per_layer``. Where the model (kws, ad) or its architecture (ic, vww) was measured with TFLM +
+CMSIS-NN on the same QEMU machine (issue 13), a reference table puts those figures next to ours.
 
 Not a test: nothing here asserts a speed. The outputs must match TFLM, or the run fails.
 """
@@ -21,7 +28,9 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,13 +45,32 @@ from tinyedge.oracle import interpreter, min_arena_bytes, run_tflm
 from tinyedge.quantize import quantize_model
 from tinyedge.runners import deploy
 
+from .models import BUILDERS as ARCH_BUILDERS
+from .models import cached_model
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_MODELS = ROOT.parent / "shared" / "models"
 BUILTIN = {"kws": SHARED_MODELS / "kws_ref_model.tflite", "ad": SHARED_MODELS / "ad01_int8.tflite"}
-DEFAULT_MODELS = ("digits", "kws", "ad")
+DEFAULT_MODELS = ("digits", "kws", "ad", "ic", "vww")
 DEFAULT_BOARDS = ("qemu-mps2-an386",)
 RECORD_KEYS = ("model", "board", "variant", "instructions", "macs", "mac_per_instr", "ram_bytes", "tflm_arena_bytes",
                "flash_bytes", "weight_bytes", "host_us", "tflm_host_us")
+#: Keys added to each JSON record: the per-layer table, and the TFLM+CMSIS-NN reference (or None).
+EXTRA_KEYS = ("variant_per_layer", "reference")
+
+#: TFLM built release for cortex-m4+fp with the CMSIS-NN kernels (the MLPerf Tiny reference submissions'
+#: configuration), measured on qemu-mps2-an386 with -icount shift=0 and the same SysTick method, on the
+#: real MLPerf Tiny models (issue 13's table). For kws and ad that is the model benchmarked here; ic and
+#: vww here are the same architectures with random weights, so their ratios compare kernels, not models.
+REFERENCE_BOARD = "qemu-mps2-an386"
+REFERENCE = {
+    "kws": {"instructions": 7_696_480, "arena_bytes": 22_820, "basis": "same model"},
+    "ad": {"instructions": 582_960, "arena_bytes": 2_580, "basis": "same model"},
+    "ic": {"instructions": 29_863_200, "arena_bytes": 54_996, "basis": "same architecture, random weights"},
+    "vww": {"instructions": 24_101_960, "arena_bytes": 100_708, "basis": "same architecture, random weights"},
+}
+#: Host timing rounds run ``--host-iterations`` inferences for models up to this many MACs, fewer above.
+HOST_MACS_BUDGET = 3_000_000
 
 
 def digits_model(cache: Path) -> Path:
@@ -62,6 +90,8 @@ def digits_model(cache: Path) -> Path:
 def resolve_model(name: str, cache: Path) -> tuple[str, Path]:
     if name == "digits":
         return "digits", digits_model(cache)
+    if name in ARCH_BUILDERS:
+        return name, cached_model(name, cache)
     if name in BUILTIN:
         if not BUILTIN[name].is_file():
             raise SystemExit(f"{BUILTIN[name]} is missing: the MLPerf Tiny reference models live in ../shared/models")
@@ -134,7 +164,7 @@ def run_benchmark(models: list[str], boards: list[str], *, variants: tuple[str, 
         expected = run_tflm(graph.model_bytes, x[None]).reshape(-1)
         tflm_arena = min_arena_bytes(graph.model_bytes)
         portable = build_program(graph)
-        host_us, tflm_us, host_same = host_times(graph, x, host_iterations)
+        host_us, tflm_us, host_same = host_times(graph, x, host_round_iterations(host_iterations, portable.macs))
         if not host_same:
             raise SystemExit(f"{label}: the generated C on the host differs from the tflite_micro interpreter")
         for board_id in boards:
@@ -150,25 +180,46 @@ def run_benchmark(models: list[str], boards: list[str], *, variants: tuple[str, 
                 rec = dict(model=label, board=board_id, variant=v, instructions=instr, macs=portable.macs,
                            mac_per_instr=round(portable.macs / instr, 4) if instr else None,
                            ram_bytes=r["plan"].arena_bytes, tflm_arena_bytes=tflm_arena, flash_bytes=r["flash"],
-                           weight_bytes=portable.param_bytes, host_us=round(host_us, 2), tflm_host_us=round(tflm_us, 2))
+                           weight_bytes=portable.param_bytes, host_us=round(host_us, 2), tflm_host_us=round(tflm_us, 2),
+                           variant_per_layer=per_layer(r["program"].steps, r["profile"]["layers"],
+                                                       1e9 / int(board.timer["hz"])),
+                           reference=REFERENCE.get(name) if board_id == REFERENCE_BOARD else None)
                 records.append(rec)
-                say(profile_table(label, board_id, v, r, board))
+                say(profile_table(label, board_id, v, rec["variant_per_layer"], r["plan"].arena_bytes))
     return records
 
 
-def profile_table(label: str, board_id: str, v: str, r: dict, board) -> str:
-    """Per-layer instructions (te-profile) with MACs and MAC per instruction."""
-    scale = 1e9 / int(board.timer["hz"])
-    lines = [f"{label} on {board_id} ({v}): per-layer profile (te-profile), arena {r['plan'].arena_bytes} B"]
-    steps = r["program"].steps
-    for layer in r["profile"]["layers"]:
+def host_round_iterations(iterations: int, macs: int) -> int:
+    """Inferences per host timing round: ``iterations`` up to HOST_MACS_BUDGET MACs, proportionally fewer
+    for larger models (at least 10), so ic and vww do not dominate the run's host time."""
+    if macs <= HOST_MACS_BUDGET:
+        return iterations
+    return max(10, iterations * HOST_MACS_BUDGET // macs)
+
+
+def per_layer(steps: Sequence[Any], layers: list[dict[str, Any]], scale: float) -> list[dict[str, Any]]:
+    """te-profile's per-layer ticks joined with the specialised program's steps: one dict per layer with
+    ``layer`` (index), ``op``, ``kernel``, ``variant`` (Step.variant), ``instructions`` and ``macs``."""
+    rows = []
+    for layer in layers:
         i = layer["index"]
         s = steps[i] if i < len(steps) else None
-        instr = layer["ticks"] * scale
-        macs = s.macs if s else 0
-        rate = f"{macs / instr:6.3f}" if macs and instr else "     -"
-        kernel = s.kernel if s else layer["name"]
-        lines.append(f"  {i:3d} {kernel:22s} {instr:12,.0f} instr {macs:10,d} MACs {rate} MAC/instr")
+        rows.append(dict(layer=i, op=s.op.opcode if s else layer["name"], kernel=s.kernel if s else layer["name"],
+                         variant=s.variant if s else "?", instructions=round(layer["ticks"] * scale),
+                         macs=s.macs if s else 0))
+    return rows
+
+
+def profile_table(label: str, board_id: str, v: str, rows: list[dict[str, Any]], arena_bytes: int) -> str:
+    """Per-layer instructions (te-profile) with op, kernel, variant, MACs, MAC per instruction and share."""
+    total = sum(r["instructions"] for r in rows) or 1
+    lines = [f"{label} on {board_id} ({v}): per-layer profile (te-profile), arena {arena_bytes:,} B",
+             f"  {'#':>3s} {'op':18s} {'kernel':24s} {'variant':10s} {'instr':>12s} {'MACs':>10s} {'MAC/instr':>9s} "
+             f"{'share':>6s}"]
+    for r in rows:
+        rate = f"{r['macs'] / r['instructions']:9.3f}" if r["macs"] and r["instructions"] else f"{'-':>9s}"
+        lines.append(f"  {r['layer']:3d} {r['op']:18s} {r['kernel']:24s} {r['variant']:10s} {r['instructions']:12,d} "
+                     f"{r['macs']:10,d} {rate} {100 * r['instructions'] / total:5.1f}%")
     return "\n".join(lines)
 
 
@@ -187,10 +238,32 @@ def format_table(records: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def reference_table(records: list[dict[str, Any]]) -> str:
+    """Our figures next to TFLM + CMSIS-NN's (REFERENCE), for the records that have a reference."""
+    head = (f"{'model':8s} {'variant':8s} {'basis':34s} {'TFLM+CMSIS-NN':>13s} {'tinyedge':>11s} {'ratio':>5s} "
+            f"{'CMSIS arena':>11s} {'RAM':>7s} {'ratio':>5s}")
+    rows = ["reference: TFLM + CMSIS-NN (release, cortex-m4+fp) on the real MLPerf Tiny models, same QEMU "
+            "machine and method (issue 13)", head, "-" * len(head)]
+    for r in records:
+        ref = r.get("reference")
+        if not ref:
+            continue
+        rows.append(f"{r['model']:8s} {r['variant']:8s} {ref['basis']:34s} {ref['instructions']:13,d} "
+                    f"{r['instructions']:11,d} {r['instructions'] / ref['instructions']:5.2f} "
+                    f"{ref['arena_bytes']:11,d} {r['ram_bytes']:7,d} {r['ram_bytes'] / ref['arena_bytes']:5.2f}")
+    return "\n".join(rows) if len(rows) > 3 else ""
+
+
+def json_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records as written to the JSON file: RECORD_KEYS, then EXTRA_KEYS."""
+    return [{k: r.get(k) for k in RECORD_KEYS + EXTRA_KEYS} for r in records]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
-                    help="digits, kws, ad and/or paths to int8 .tflite files (default: digits kws ad)")
+                    help="digits, kws, ad, ic, vww and/or paths to int8 .tflite files "
+                         "(default: digits kws ad ic vww)")
     ap.add_argument("--boards", nargs="+", default=list(DEFAULT_BOARDS), help="board ids with a QEMU machine")
     ap.add_argument("--variants", nargs="+", default=["dsp", "portable"], choices=["dsp", "portable"])
     ap.add_argument("--out", type=Path, required=True, help="JSON file for the records")
@@ -201,8 +274,12 @@ def main(argv: list[str] | None = None) -> None:
                             host_iterations=args.host_iterations, say=lambda s: print(s, flush=True))
     print()
     print(format_table(records))
+    ref = reference_table(records)
+    if ref:
+        print()
+        print(ref)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps([{k: r[k] for k in RECORD_KEYS} for r in records], indent=2) + "\n")
+    args.out.write_text(json.dumps(json_records(records), indent=2) + "\n")
     print(f"\nwrote {len(records)} records to {args.out}", file=sys.stderr)
 
 
