@@ -143,3 +143,9 @@ def make_dynamic(model: bytes, tensor: int, dim: int = 1) -> bytes:
         sig[dim] = -1
         t.shapeSignature = sig
     return _edit(model, fn)
+
+
+# ---------------------------------------------------------------- int16x8 (16-bit activations, int64 biases)
+
+_TYPES["INT64"] = S.TensorType.INT64
+_NP["INT64"] = np.int64

@@ -18,7 +18,7 @@ from ..render import render
 from .target import specialize
 
 _CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.int16): "int16_t",
-           np.dtype(np.uint8): "uint8_t", np.dtype(np.float32): "float"}
+           np.dtype(np.uint8): "uint8_t", np.dtype(np.float32): "float", np.dtype(np.int64): "int64_t"}
 
 MLPERF_IDS = (("kws", "kws01"), ("ad01", "ad01"), ("anomaly", "ad01"), ("vww", "vww01"), ("resnet", "ic01"),
               ("ic", "ic01"))
@@ -156,7 +156,7 @@ def render_model(program: Program, plan: MemoryPlan | None = None, *, mlperf_id:
         input_bytes=x.nbytes, output_count=y.size, output_bytes=y.nbytes,
         input_is_float=int(x.dtype == "FLOAT32"), output_is_float=int(y.dtype == "FLOAT32"),
         arena_bytes=max(plan.arena_bytes, 16), naive_bytes=plan.naive_bytes,
-        macs=program.macs, weight_bytes=sum(a["size"] * (1 if a["ctype"] == "int8_t" else 4) for a in arrays),
+        macs=program.macs, weight_bytes=sum(a["size"] * {"int8_t": 1, "int64_t": 8}.get(a["ctype"], 4) for a in arrays),
         input_scale=_float_literal(in_scale), input_zero_point=in_zp,
         output_scale=_float_literal(out_scale), output_zero_point=out_zp,
         input_offset=plan.offset(program, program.input), output_offset=plan.offset(program, program.output),

@@ -17,6 +17,7 @@ from .graph import Graph, Operator
 from .ir import Program, Step, act_problems
 from .lower import ALIAS_OPS, FOLD_OPS, FOLDERS, LOWERINGS, SUPPORTED_OPS, float_boundary_ok
 from .lower.fold import const_value
+from .lower.int16 import alias_problems, is_int16, lower_int16
 
 #: Fewest inputs each op reads by position (its lowering or folding indexes them); every op writes one output.
 MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "SUB": 2, "MUL": 2, "MEAN": 2,
@@ -53,7 +54,8 @@ def _lower_op(g: Graph, op: Operator, folded: dict[int, npt.NDArray[Any]],
             return None, [f"op {op.index} {op.opcode} {_types(g, op)}: its inputs are not known at "
                           "generation time (dynamic shape)"]
     if op.opcode in ALIAS_OPS:
-        probs = act_problems(g, op, [op.inputs[0]], "input") + act_problems(g, op, op.outputs, "output")
+        probs = (alias_problems(g, op) if is_int16(g, op) else
+                 act_problems(g, op, [op.inputs[0]], "input") + act_problems(g, op, op.outputs, "output"))
         x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
         if not probs and x.nbytes != y.nbytes:
             probs.append(f"op {op.index} {op.opcode}: input shape {list(x.shape)} and output shape "
@@ -61,6 +63,8 @@ def _lower_op(g: Graph, op: Operator, folded: dict[int, npt.NDArray[Any]],
         src = op.inputs[0]
         alias[op.outputs[0]] = alias.get(src, src)
         return None, probs
+    if is_int16(g, op):  # int16x8 layers have their own kernels
+        return lower_int16(g, op)
     return LOWERINGS[op.opcode](g, op)
 
 
@@ -142,7 +146,8 @@ def build_program(g: Graph) -> Program:
                            "int8 models; run `tinyedge quantize MODEL --calib DATA.npz -o model.tflite` first")
     if problems:
         hint = (f"supported ops: {', '.join(SUPPORTED_OPS)}; re-export the model with only these ops "
-                "(int8 activations, int8 weights, int32 bias)")
+                "(int8 activations, int8 weights, int32 bias; int16x8 layers: int16 activations with zero point 0, "
+                "int8 weights, int64 bias)")
         if float_model:
             hint = "run `tinyedge quantize MODEL --calib DATA.npz -o model.tflite` first; " + hint
         raise UnsupportedModelError(problems, hint)

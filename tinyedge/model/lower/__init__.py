@@ -7,7 +7,9 @@ the ``ir.LowerFn`` contract); ``registry`` merges them into one table once.
   ADD/SUB/MUL, MEAN;
 * ``shape``: TRANSPOSE, run-time STRIDED_SLICE, PAD/PADV2, CONCATENATION;
 * ``boundary``: float32 QUANTIZE/DEQUANTIZE at the model boundary;
-* ``fold``: SHAPE, STRIDED_SLICE, PACK and reshapes of constants, evaluated at generation time.
+* ``fold``: SHAPE, STRIDED_SLICE, PACK and reshapes of constants, evaluated at generation time;
+* ``int16``: int16x8 layers (16-bit activations, 8-bit weights, 64-bit biases): ``program.build_program`` sends
+  every op with an INT16 tensor there instead of its family's int8 lowering.
 """
 
 from .boundary import boundary_quantization, float_boundary_ok

@@ -65,9 +65,9 @@ def boundary_quantization(program: Program, tensor: int) -> tuple[float, int]:
     if t.is_quantized:
         return t.q()
     for s in program.steps:
-        if s.kernel == "te_quantize_f32_s8" and tensor in s.inputs:
+        if s.kernel in ("te_quantize_f32_s8", "te_quantize_f32_s16") and tensor in s.inputs:
             return g.tensor(s.outputs[0]).q()
-        if s.kernel == "te_dequantize_s8_f32" and tensor in s.outputs:
+        if s.kernel in ("te_dequantize_s8_f32", "te_dequantize_s16_f32") and tensor in s.outputs:
             return g.tensor(s.inputs[0]).q()
     return 1.0, 0
 
