@@ -150,3 +150,27 @@ def test_int16_errors_are_clean(example: dict[str, Path], tmp_path: Path) -> Non
     r = CliRunner().invoke(cli, [*base, "--int16", "nosuchlayer"])
     assert r.exit_code != 0 and "conv1" in r.output and "Traceback" not in r.output
     assert not out.exists()
+
+
+@needs_tf
+@pytest.mark.slow
+def test_auto_finds_the_outlier_layer_within_budget(example: dict[str, Path], tmp_path: Path) -> None:
+    from tinyedge.quantize import quantize_model  # noqa: PLC0415
+
+    out = tmp_path / "auto.tflite"
+    r = CliRunner().invoke(cli, ["quantize", str(example["model"]), "--calib", str(example["calib"]), "--eval",
+                                 str(example["test"]), "-o", str(out), "--int16", "auto"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(out.with_suffix(".json").read_text())
+    auto = report["int16_auto"]
+    # conv1 writes the outlier tensor and conv2 reads it: the one unit that helps, and it is enough.
+    assert report["int16_layers"] == ["conv1"] and report["int16_ops"] == [0, 1], auto["trials"]
+    assert auto["reached"] and report["mixed_accuracy"] >= auto["target_accuracy"]
+    assert auto["ram_bytes"] > auto["int8_ram_bytes"]  # 16-bit tensors cost RAM, and it is reported
+    # A budget smaller than that extra RAM: conv1 is skipped with the reason, the target is not reached.
+    extra = auto["ram_bytes"] - auto["int8_ram_bytes"]
+    tight = quantize_model(example["model"], example["calib"], tmp_path / "tight.tflite",
+                           eval_data=example["test"], int16=f"auto:{extra - 1}")
+    assert tight.int16_auto is not None and not tight.int16_auto["reached"]
+    conv1 = next(t for t in tight.int16_auto["trials"] if t["layer"] == "conv1")
+    assert "over the RAM budget" in conv1["skipped"]
