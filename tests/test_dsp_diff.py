@@ -17,11 +17,13 @@ import pytest
 
 from conftest import shared_model
 from difftest import qemu_outputs
-from helpers import chain_model, conv_model, fc_model
+from helpers import ACTS, chain_model, conv_model, fc_model, rand_out_scale, rand_quant
+from tflite_builder import ACT, PADDING, ModelBuilder, options, out_size
 from tinyedge.boards import get_board
+from tinyedge.codegen import target
 from tinyedge.codegen.cmodel import render_model
 from tinyedge.codegen.host import build_host, run_host
-from tinyedge.codegen.target import specialize, variant
+from tinyedge.codegen.target import candidates, specialize, variant
 from tinyedge.model import load_model, read_model_bytes
 from tinyedge.model.program import build_program
 from tinyedge.oracle import run_tflm
@@ -107,3 +109,200 @@ def test_kws_dsp_firmware_in_qemu_matches_tflm(tmp_path, pio_core):
     assert all("_dsp" in s.kernel for s in project.program.steps if s.macs > 1000)
     assert project.plan.inplace, "the DSP plan runs pointwise and depthwise convolutions in place"
     assert np.array_equal(got, run_tflm(graph.model_bytes, x).reshape(len(x), -1))
+
+
+# ------------------------------------------- depthwise 3x3 stride 2, fully connected 4 rows a pass (issue 13)
+
+def dw3x3_model(seed: int, stride: int = 2, dead: bool = False) -> tuple[bytes, str]:
+    """A 3x3 DEPTHWISE_CONV_2D (depth multiplier 1, any channel count) with the given stride; ``dead`` zeroes
+    a channel's weights and gives another a tiny scale (the exact requantization rows)."""
+    rng = np.random.default_rng(seed)
+    h, w, c = int(rng.integers(3, 15)), int(rng.integers(3, 15)), int(rng.integers(1, 10))
+    pad, act = ["SAME", "VALID"][seed % 2], ACTS[seed % len(ACTS)]
+    oh, ow = out_size(pad, h, 3, stride, 1), out_size(pad, w, 3, stride, 1)
+    in_s, in_zp = rand_quant(rng)
+    f_scales = rng.uniform(0.002, 0.02, size=c).astype(np.float32)
+    filt = rng.integers(-127, 128, size=(1, 3, 3, c), dtype=np.int8)
+    if dead and c > 2:
+        filt[..., 0] = 0
+        f_scales[1] = 1e-9
+    out_s = rand_out_scale(rng, in_s, float(f_scales.mean()), 9)
+    b = ModelBuilder()
+    ti = b.tensor((1, h, w, c), scale=in_s, zero_point=in_zp)
+    tf = b.tensor((1, 3, 3, c), data=filt, scale=f_scales, zero_point=0, qdim=3)
+    tb = b.tensor((c,), "INT32", data=rng.integers(-3000, 3000, size=c).astype(np.int32),
+                  scale=in_s * f_scales.astype(np.float64), zero_point=0)
+    to = b.tensor((1, oh, ow, c), scale=out_s, zero_point=int(rng.integers(-128, 128)))
+    b.op("DEPTHWISE_CONV_2D", [ti, tf, tb], [to],
+         options("DepthwiseConv2DOptions", padding=PADDING[pad], strideW=stride, strideH=stride, depthMultiplier=1,
+                 fusedActivationFunction=ACT[act]), "DepthwiseConv2DOptions")
+    return b.build([ti], [to]), f"DW3x3 s{stride} seed={seed} in=({h},{w},{c}) {pad} {act} dead={dead}"
+
+
+def _compare_variant(model: bytes, desc: str, family: str, want: str, seed: int = 0) -> str | None:
+    """_compare_host with ``want`` (a candidates() name) chosen for every step that has it; it must exist."""
+    g = read_model_bytes(model, name="dspvar")
+    program = build_program(g)
+    board = get_board(BOARD)
+    choices = {i: want for i, s in enumerate(program.steps) if want in candidates(s, board)}
+    assert choices, f"{desc}: no step has the {family} variant {want}"
+    program = specialize(program, board, choices)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, size=(4,) + tuple(g.input.shape), dtype=np.int8)
+    expected = run_tflm(model, x).reshape(4, -1)
+    with tempfile.TemporaryDirectory(prefix="te-dspvar-") as d:
+        got = run_host(build_host(render_model(program).files, Path(d)), x.reshape(4, -1), g.output.size)
+    if np.array_equal(got, expected):
+        return None
+    return f"{desc} ({want}): {int((got != expected).sum())} of {got.size} outputs differ"
+
+
+VARIANT_CASES = ([("dw", "dsp-dw3x3s2", s) for s in range(6)] + [("fc", "dsp-fc4", s) for s in range(5)]
+                 + [("fc", "dsp-fc4x", s) for s in range(5, 10)])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family,want,seed", VARIANT_CASES, ids=[f"{w}-{s}" for _, w, s in VARIANT_CASES])
+def test_dw3x3s2_and_fc4_kernels_on_host_match_tflm(family, want, seed):
+    model, desc = dw3x3_model(seed, dead=seed % 3 == 2) if family == "dw" else fc_model(seed)
+    problem = _compare_variant(model, desc, family, want, seed)
+    assert problem is None, problem
+
+
+@pytest.mark.unit
+def test_fc4_weights_are_as_many_bytes_and_refuse_overflowing_rows():
+    _fc4_weights = target._fc4_weights  # noqa: N806 (the layout function under test)
+    rng = np.random.default_rng(3)
+    for n, depth in [(1, 5), (2, 8), (3, 7), (4, 16), (7, 13), (9, 640)]:
+        w = rng.integers(-127, 128, size=(n, depth))
+        got = _fc4_weights(w)
+        assert got is not None and got.dtype == np.int8 and got.size == n * ((depth + 3) // 4 * 4)
+    # |x.w_s| can reach 2^23 for a long row of large weights: refused rather than wrong
+    assert _fc4_weights(np.full((2, 700), -127)) is None
+
+
+@pytest.mark.slow
+@needs_tools
+def test_fc4_and_dw3x3s2_firmware_in_qemu_matches_tflm(tmp_path, pio_core, monkeypatch):
+    """The hand-written te_fc4/te_fc4x loops (ARM only) and te_dwconv3x3s2 on the real instructions."""
+    heuristic = target._fc_candidates
+    cases = [(fc_model(4), "dsp-fc4"), (fc_model(9), "dsp-fc4x")] + [(dw3x3_model(s, dead=s == 2), "") for s in (1, 2)]
+    for i, ((model, desc), want) in enumerate(cases):
+        # the FULLY_CONNECTED variant under test first (the heuristic takes fc4x for short rows)
+        monkeypatch.setattr(target, "_fc_candidates", lambda st, w=want: dict(
+            sorted(heuristic(st).items(), key=lambda kv: kv[0] != w)))
+        graph = read_model_bytes(model, name=f"dspvar{i}")
+        x = np.random.default_rng(i).integers(-128, 128, size=(3,) + tuple(graph.input.shape), dtype=np.int8)
+        got, project = _run_in_qemu(graph, tmp_path / f"p{i}", pio_core, x)
+        kernels = [s.kernel for s in project.program.steps]
+        assert any(k.startswith(("te_fc4", "te_dwconv3x3s2")) for k in kernels) and (
+            not want or want[4:] in kernels[0]), (desc, kernels)
+        assert np.array_equal(got, run_tflm(model, x).reshape(len(x), -1)), f"{desc}: {kernels}"
+
+
+# ------------------------------------------------ CONV_2D blocked over pixels (te_conv2d_s8_dsp_pxN)
+
+def _conv_layer(b: ModelBuilder, rng: np.random.Generator, ti: int, shape: tuple[int, int, int, int],
+                in_s: float, oc: int, k: tuple[int, int], stride: tuple[int, int], dil: int, pad: str, act: str,
+                dead: bool) -> tuple[int, tuple[int, int, int, int], float]:
+    """One random CONV_2D after tensor ``ti``; ``dead``: channel 0 all zero, channel 1 a tiny scale (exact rows)."""
+    n, h, w, c = shape
+    oh, ow = out_size(pad, h, k[0], stride[0], dil), out_size(pad, w, k[1], stride[1], dil)
+    f_scales = rng.uniform(0.002, 0.02, size=oc).astype(np.float32)
+    filt = rng.integers(-127, 128, size=(oc, k[0], k[1], c), dtype=np.int8)
+    if dead and oc > 2:
+        filt[0] = 0
+        f_scales[1] = 1e-9
+    out_s = rand_out_scale(rng, in_s, float(f_scales.mean()), k[0] * k[1] * c)
+    tf = b.tensor((oc, k[0], k[1], c), data=filt, scale=f_scales, zero_point=0, qdim=0)
+    tb = b.tensor((oc,), "INT32", data=rng.integers(-3000, 3000, size=oc).astype(np.int32),
+                  scale=in_s * f_scales.astype(np.float64), zero_point=0)
+    to = b.tensor((n, oh, ow, oc), scale=out_s, zero_point=int(rng.integers(-128, 128)))
+    b.op("CONV_2D", [ti, tf, tb], [to], options("Conv2DOptions", padding=PADDING[pad], strideH=stride[0],
+                                                strideW=stride[1], fusedActivationFunction=ACT[act],
+                                                dilationHFactor=dil, dilationWFactor=dil), "Conv2DOptions")
+    return to, (n, oh, ow, oc), out_s
+
+
+def px_conv_model(seed: int) -> tuple[bytes, str]:
+    """A random CONV_2D with the shapes the pixel-blocked kernels specialise: pointwise with up to 99
+    channels (in_c % 8 == 4 too), windows over the edges, strides, dilation, odd channel counts, dead and
+    tiny-scale channels."""
+    rng = np.random.default_rng(seed)
+    if seed % 3 == 0:
+        h, w, c = int(rng.integers(1, 9)), int(rng.integers(1, 9)), int(rng.integers(1, 25)) * 4
+        k, stride, dil, pad = (1, 1), (1, 1), 1, "VALID"
+    else:
+        h, w, c = int(rng.integers(3, 12)), int(rng.integers(3, 12)), int(rng.integers(1, 20))
+        k = (int(rng.integers(1, min(h, 4) + 1)), int(rng.integers(1, min(w, 4) + 1)))
+        stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+        dil = 2 if seed % 4 == 1 and (k[0] - 1) * 2 < h and (k[1] - 1) * 2 < w else 1
+        pad = ["SAME", "VALID"][seed % 2]
+    shape = (1 + (seed % 5 == 0), h, w, c)
+    in_s, in_zp = rand_quant(rng)
+    b = ModelBuilder()
+    ti = b.tensor(shape, scale=in_s, zero_point=in_zp)
+    act = ACTS[seed % len(ACTS)]
+    to, _, _ = _conv_layer(b, rng, ti, shape, in_s, int(rng.integers(1, 40)), k, stride, dil, pad, act,
+                           dead=seed % 4 == 3)
+    return b.build([ti], [to]), f"px seed={seed} in={shape} k={k} stride={stride} dil={dil} {pad} {act}"
+
+
+def px_conv_chain() -> tuple[bytes, str]:
+    """Five CONV_2Ds in one model (one firmware for the QEMU test): 3x3 stride 2 over 3 channels, pointwise
+    12 -> 20 (in_c % 8 == 4), 3x3 dilation 2, 2x3 stride (1, 2) with odd channels and dead/tiny channels,
+    1x1 over 9 channels (not the pointwise path: 9 % 4 != 0)."""
+    rng = np.random.default_rng(1313)
+    b = ModelBuilder()
+    shape, in_s = (1, 13, 11, 3), 0.05
+    ti = b.tensor(shape, scale=in_s, zero_point=7)
+    t = ti
+    layers = [(12, (3, 3), (2, 2), 1, "SAME", "RELU", False), (20, (1, 1), (1, 1), 1, "VALID", "NONE", False),
+              (7, (3, 3), (1, 1), 2, "SAME", "RELU6", False), (9, (2, 3), (1, 2), 1, "VALID", "NONE", True),
+              (16, (1, 1), (1, 1), 1, "SAME", "RELU_N1_TO_1", False)]
+    for oc, k, stride, dil, pad, act, dead in layers:
+        t, shape, in_s = _conv_layer(b, rng, t, shape, in_s, oc, k, stride, dil, pad, act, dead)
+    return b.build([ti], [t]), "px conv chain"
+
+
+PX_SEEDS = list(range(9))
+PX_VARIANTS = ("dsp-px4", "dsp-px5", "dsp-px6")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", PX_SEEDS)
+def test_px_conv_kernels_on_host_match_tflm(seed):
+    """Every CONV_2D candidate (the pixel-blocked ones and the heuristic's order) exact on the host."""
+    model, desc = px_conv_model(seed) if seed != PX_SEEDS[-1] else px_conv_chain()
+    g = read_model_bytes(model, name="pxconv")
+    program = build_program(g)
+    board = get_board(BOARD)
+    names = [list(candidates(s, board)) for s in program.steps]
+    assert all(set(PX_VARIANTS) <= set(n) and n[0].startswith("dsp-px") for n in names), names
+    x = np.random.default_rng(seed).integers(-128, 128, size=(3,) + tuple(g.input.shape), dtype=np.int8)
+    expected = run_tflm(model, x).reshape(3, -1)
+    for v in PX_VARIANTS:
+        p = specialize(program, board, dict.fromkeys(range(len(program.steps)), v))
+        with tempfile.TemporaryDirectory(prefix="te-pxdiff-") as d:
+            got = run_host(build_host(render_model(p).files, Path(d)), x.reshape(3, -1), g.output.size)
+        assert np.array_equal(got, expected), f"{desc} {v}: {[s.kernel for s in p.steps]}"
+
+
+@pytest.mark.slow
+@needs_tools
+def test_px_conv_kernels_in_qemu_match_tflm(tmp_path, pio_core, monkeypatch):
+    """One firmware, the five layers of px_conv_chain on px4, px5, px6, px4, px5: the assembly loops exact."""
+    model, desc = px_conv_chain()
+    graph = read_model_bytes(model, name="pxchain")
+    forced = ["dsp-px4", "dsp-px5", "dsp-px6", "dsp-px4", "dsp-px5"]
+
+    def choose(program, board=None, choices=None):
+        return specialize(program, board, dict(enumerate(forced)))
+
+    monkeypatch.setattr("tinyedge.firmware.generate.specialize", choose)
+    x = np.random.default_rng(13).integers(-128, 128, size=(3,) + tuple(graph.input.shape), dtype=np.int8)
+    got, project = _run_in_qemu(graph, tmp_path / "pxchain", pio_core, x)
+    kernels = [s.kernel for s in project.program.steps]
+    assert [k.split("_m")[0][-3:] for k in kernels] == ["px4", "px5", "px6", "px4", "px5"], kernels
+    assert any(s.params["mode"] & 4 for s in project.program.steps), "the dead/tiny channels take exact rows"
+    assert np.array_equal(got, run_tflm(model, x).reshape(len(x), -1)), f"{desc}: {kernels}"

@@ -13,7 +13,11 @@
  *   acc  = bias + sum(x * w)            (bias includes input_offset * sum(w))
  *   t    = SRDHM(acc << lsh, multiplier) = SMMLAR(acc << lsh, m2, acc << lsh)
  *   out  = clamp((r + 2 t + (t < 0 ? -1 : 0)) >> s1)
- * which is TFLM's MultiplyByQuantizedMultiplier (double rounding) plus the output zero point. */
+ * which is TFLM's MultiplyByQuantizedMultiplier (double rounding) plus the output zero point. A channel
+ * that cannot be folded so (zero or tiny multiplier, right shift > 29, a left shift other than the layer's
+ * lsh, overflowing constants) has an exact row {bias, m2, 2^left, (out_zp - 256) * 32 + right} from TFLM's
+ * own shift, marked by s1 <= 0, and in layers whose mode has bit 2 takes TFLM's generic arithmetic on the
+ * raw accumulator (te_requant_exact in te_kernels_dsp_intrin.h). */
 typedef struct {
     int32_t bias, m2, r, s1;
 } te_rq;
@@ -61,6 +65,58 @@ void te_conv2d_s8_dsp_m6(const te_dsp_conv_params *p, const int8_t *in, const in
 void te_conv2d_s8_dsp_m7(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
                          int8_t *out, int8_t *scratch);
 
+/* te_conv2d_s8_dsp_pxP: the same CONV_2D, P = 4, 5 or 6 pixels a pass, the loops over output channels and k
+ * in assembly on the M4. kpad: a multiple of 8 (filter rows padded with zeros to it). Scratch
+ * 2 * P * kpad + 64 * P (+ kpad unless pointwise) bytes, word aligned. */
+void te_conv2d_s8_dsp_px4_m0(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px4_m1(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px4_m2(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px4_m3(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px4_m4(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px4_m5(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px4_m6(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px4_m7(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px5_m0(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px5_m1(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px5_m2(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px5_m3(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px5_m4(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px5_m5(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px5_m6(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px5_m7(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px6_m0(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px6_m1(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px6_m2(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px6_m3(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px6_m4(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px6_m5(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px6_m6(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+void te_conv2d_s8_dsp_px6_m7(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch);
+
 void te_dwconv2d_s8_dsp_m0(const te_dsp_conv_params *p, const int8_t *in, const int16_t *filter, const te_rq *rq,
                            int8_t *out, int8_t *scratch);
 void te_dwconv2d_s8_dsp_m1(const te_dsp_conv_params *p, const int8_t *in, const int16_t *filter, const te_rq *rq,
@@ -95,6 +151,25 @@ void te_dwconv3x3_s8_dsp_m6(const te_dsp_conv_params *p, const int8_t *in, const
 void te_dwconv3x3_s8_dsp_m7(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
                             int8_t *out, int8_t *scratch);
 
+/* te_dwconv3x3s2 (3x3, stride 2, no dilation, depth multiplier 1, any channel count): TFLM's [3][3][C] int8 filter;
+ * scratch (2 out_h + 1) * (2 out_w + 2) int16, word aligned; not in place. */
+void te_dwconv3x3s2_s8_dsp_m0(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch);
+void te_dwconv3x3s2_s8_dsp_m1(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch);
+void te_dwconv3x3s2_s8_dsp_m2(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch);
+void te_dwconv3x3s2_s8_dsp_m3(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch);
+void te_dwconv3x3s2_s8_dsp_m4(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch);
+void te_dwconv3x3s2_s8_dsp_m5(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch);
+void te_dwconv3x3s2_s8_dsp_m6(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch);
+void te_dwconv3x3s2_s8_dsp_m7(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch);
+
 void te_fc_s8_dsp_m0(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
                      int8_t *out);
 void te_fc_s8_dsp_m1(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
@@ -111,5 +186,41 @@ void te_fc_s8_dsp_m6(const te_dsp_fc_params *p, const int8_t *in, const int8_t *
                      int8_t *out);
 void te_fc_s8_dsp_m7(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
                      int8_t *out);
+
+/* te_fc4: four output rows a pass, two row pairs sharing weight words (layout: target.py _fc4_weights; no
+ * scratch). te_fc4x: the same with the input widened once into scratch, 2 * kpad bytes, word aligned. */
+void te_fc4_s8_dsp_m0(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                      int8_t *out);
+void te_fc4_s8_dsp_m1(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                      int8_t *out);
+void te_fc4_s8_dsp_m2(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                      int8_t *out);
+void te_fc4_s8_dsp_m3(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                      int8_t *out);
+void te_fc4_s8_dsp_m4(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                      int8_t *out);
+void te_fc4_s8_dsp_m5(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                      int8_t *out);
+void te_fc4_s8_dsp_m6(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                      int8_t *out);
+void te_fc4_s8_dsp_m7(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                      int8_t *out);
+
+void te_fc4x_s8_dsp_m0(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                       int8_t *out, int8_t *scratch);
+void te_fc4x_s8_dsp_m1(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                       int8_t *out, int8_t *scratch);
+void te_fc4x_s8_dsp_m2(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                       int8_t *out, int8_t *scratch);
+void te_fc4x_s8_dsp_m3(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                       int8_t *out, int8_t *scratch);
+void te_fc4x_s8_dsp_m4(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                       int8_t *out, int8_t *scratch);
+void te_fc4x_s8_dsp_m5(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                       int8_t *out, int8_t *scratch);
+void te_fc4x_s8_dsp_m6(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                       int8_t *out, int8_t *scratch);
+void te_fc4x_s8_dsp_m7(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                       int8_t *out, int8_t *scratch);
 
 #endif

@@ -120,8 +120,11 @@ void te_dwconv2d_s8_dsp_m7(const te_dsp_conv_params *p, const int8_t *in, const 
  * SMLATB x1.w0 + SMLAD (x2,x3).(w1,w2). Output channel c only needs input channel c, which is already
  * copied, so the kernel may run in place. Filter: TFLM's own [3][3][C] int8. */
 
+/* te_requant for an accumulator that already carries the left shift (this kernel folds it into the weights).
+ * An exact row's 2^left is 2^(shift - lsh) here (target.py: lsh_in_acc), so it takes acc as it is. */
 TE_INLINE int8_t te_rq0(int32_t acc, int32_t m2, int32_t r, int32_t s1, int mode, int32_t amin,
                          int32_t amax) {
+    if ((mode & TE_MODE_EXACT) && s1 <= 0) return te_requant_exact(acc, m2, r, s1, amin, amax);
     const int32_t t = te_smmlar(acc, m2, acc);
     int32_t x = (int32_t)((uint32_t)r + ((uint32_t)t << 1));
     if (mode & TE_MODE_CORR) x += t >> 31;
@@ -260,4 +263,112 @@ void te_dwconv3x3_s8_dsp_m6(const te_dsp_conv_params *p, const int8_t *in, const
 void te_dwconv3x3_s8_dsp_m7(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
                             int8_t *out, int8_t *scratch) {
     te_dw3_body(p, in, filter, rq, out, scratch, 7);
+}
+
+/* ------------------------------------------------- DEPTHWISE_CONV_2D 3x3, stride 2 (one channel at a time)
+ * As te_dwconv3x3: each channel's plane widened once (input offset added) into a zero-bordered int16 buffer of
+ * 2 out_h + 1 rows by 2 out_w + 2 columns. Output ox of a row reads the words (x[2ox], x[2ox+1]) and
+ * (x[2ox+2], x[2ox+3]) of its three buffer rows: SMLAD (x0,x1).(w0,w1) + SMLABB x2.w2, two multiplies for three
+ * MACs, the second word being the next output's first. Filter: TFLM's own [3][3][C] int8. */
+
+TE_INLINE void te_dw3s2_row(const int32_t *r0, int32_t rs, int8_t *o, int C, int n, const int32_t *w,
+                            const te_rq *q, int mode, int32_t amin, int32_t amax) {
+    const int32_t a01 = w[0], a2 = w[1], b01 = w[2], b2 = w[3], c01 = w[4], c2 = w[5];
+    const int32_t bias = q->bias, m2 = q->m2, r = q->r, s1 = q->s1;
+    const int32_t *r1 = r0 + rs, *r2 = r1 + rs;
+    int32_t x0 = r0[0], y0 = r1[0], z0 = r2[0];
+    for (int i = 1; i <= n; ++i, o += C) {
+        const int32_t x1 = r0[i], y1 = r1[i], z1 = r2[i];
+        int32_t acc = te_smlad(x0, a01, bias);
+        acc = te_smlabb(x1, a2, acc);
+        acc = te_smlad(y0, b01, acc);
+        acc = te_smlabb(y1, b2, acc);
+        acc = te_smlad(z0, c01, acc);
+        acc = te_smlabb(z1, c2, acc);
+        *o = te_rq0(acc, m2, r, s1, mode, amin, amax);
+        x0 = x1, y0 = y1, z0 = z1;
+    }
+}
+
+TE_INLINE void te_dw3s2_body(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch, int mode) {
+    const int C = p->in_c, in_w = p->in_w, in_h = p->in_h, out_w = p->out_w, out_h = p->out_h;
+    const int pad_h = p->pad_h, pad_w = p->pad_w, batches = p->batches;
+    const int H2 = 2 * out_h + 1, W2 = 2 * out_w + 2;  /* the rows and columns the outputs read, even width */
+    const int lsh = p->lsh;
+    const int32_t amin = p->act_min, amax = p->act_max, in_off = p->in_off;
+    /* input rows and columns inside the buffer (VALID padding may leave the last ones unread) */
+    const int rows = in_h + pad_h > H2 ? H2 - pad_h : in_h, cols = in_w + pad_w > W2 ? W2 - pad_w : in_w;
+    int16_t *buf = (int16_t *)(void *)scratch;
+    memset(buf, 0, (size_t)H2 * (size_t)W2 * 2u);
+    const int32_t in_pix = in_h * in_w;
+    for (int b = 0; b < batches; ++b) {
+        const int8_t *in_b = in + (int32_t)b * in_pix * C;
+        int8_t *out_b = out + (int32_t)b * out_h * out_w * C;
+        for (int c = 0; c < C; ++c) {
+            for (int iy = 0; iy < rows; ++iy) {
+                const int8_t *src = in_b + (int32_t)iy * in_w * C + c;
+                int16_t *d = buf + (iy + pad_h) * W2 + pad_w;
+                for (int ix = 0; ix < cols; ++ix, src += C) d[ix] = (int16_t)(*src + in_off);
+            }
+            int32_t w[6];
+            {
+                const int8_t *f = filter + c;
+                for (int k = 0; k < 3; ++k, f += 3 * C) {
+                    const uint32_t f0 = (uint32_t)(int32_t)f[0] << lsh, f1 = (uint32_t)(int32_t)f[C] << lsh;
+                    const uint32_t f2 = (uint32_t)(int32_t)f[2 * C] << lsh;
+                    w[2 * k] = (int32_t)((f0 & 0xFFFFu) | (f1 << 16));
+                    w[2 * k + 1] = (int32_t)(f2 & 0xFFFFu);
+                }
+            }
+            te_rq q = rq[c];
+            q.bias = (int32_t)((uint32_t)q.bias << lsh);
+            int8_t *o = out_b + c;
+            for (int oy = 0; oy < out_h; ++oy, o += out_w * C) {
+                te_dw3s2_row((const int32_t *)(const void *)(buf + 2 * oy * W2), W2 / 2, o, C, out_w, w, &q, mode,
+                             amin, amax);
+            }
+        }
+    }
+}
+
+/* Entry points, one per mode (te_kernels_dsp_intrin.h: TE_MODE_*). */
+void te_dwconv3x3s2_s8_dsp_m0(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch) {
+    te_dw3s2_body(p, in, filter, rq, out, scratch, 0);
+}
+
+void te_dwconv3x3s2_s8_dsp_m1(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch) {
+    te_dw3s2_body(p, in, filter, rq, out, scratch, 1);
+}
+
+void te_dwconv3x3s2_s8_dsp_m2(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch) {
+    te_dw3s2_body(p, in, filter, rq, out, scratch, 2);
+}
+
+void te_dwconv3x3s2_s8_dsp_m3(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch) {
+    te_dw3s2_body(p, in, filter, rq, out, scratch, 3);
+}
+
+void te_dwconv3x3s2_s8_dsp_m4(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch) {
+    te_dw3s2_body(p, in, filter, rq, out, scratch, 4);
+}
+
+void te_dwconv3x3s2_s8_dsp_m5(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch) {
+    te_dw3s2_body(p, in, filter, rq, out, scratch, 5);
+}
+
+void te_dwconv3x3s2_s8_dsp_m6(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch) {
+    te_dw3s2_body(p, in, filter, rq, out, scratch, 6);
+}
+
+void te_dwconv3x3s2_s8_dsp_m7(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch) {
+    te_dw3s2_body(p, in, filter, rq, out, scratch, 7);
 }

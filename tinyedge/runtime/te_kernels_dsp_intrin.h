@@ -87,13 +87,41 @@ static inline uint32_t te_ld32(const void *p) {
 
 /* Kernel modes (te_dsp_conv_params.mode), compile-time constants of each entry point _m0.._m7:
  * CORR: the (t < 0) rounding fix-up is needed; CLAMP: the activation range is narrower than int8 (else SSAT
- * alone clamps); EXACT: some channels take TFLM's generic requantization (see te_kernels_dsp.h). */
+ * alone clamps); EXACT: some channels take TFLM's generic requantization (see te_kernels_dsp.h). Without
+ * EXACT the test of a row's s1 below compiles away: layers whose channels are all ordinary pay nothing. */
 #define TE_MODE_CORR 1
 #define TE_MODE_CLAMP 2
 #define TE_MODE_EXACT 4
 
-/* Requantize one accumulator (bias already in it), as the mode says. */
+/* An exact row (s1 <= 0) holds TFLM's multiplier m (0 or in [2^30, 2^31), as QuantizeMultiplier gives for
+ * positive scales) and shift (left - right, in [-31, 31]) as {bias, m2 = 2m - 2^32, 2^left (0 when m == 0),
+ * s1 = (out_zp - 256) * 32 + right}. */
+#define TE_RQ_EXACT_RIGHT(s1) ((int)((s1) & 31))
+#define TE_RQ_EXACT_ZP(s1) (((s1) >> 5) + 256)
+
+/* TFLM's MultiplyByQuantizedMultiplier (double rounding, te_mul_by_qm of te_kernels.c) + the output zero
+ * point, clamped to [amin, amax], for the channels a fast row cannot express (zero or tiny multipliers,
+ * right shifts above 29, a left shift other than the layer's, constants that would overflow). For m in
+ * [2^30, 2^31) SMMLAR(x, 2m - 2^32, x) is SaturatingRoundingDoublingHighMul(x, m) for every int32 x; a zero
+ * multiplier has 2^left = 0, so x = 0 and t = 0 as TFLM's. */
+TE_INLINE int8_t te_requant_exact(int32_t acc, int32_t m2, int32_t pow2_left, int32_t s1, int32_t amin,
+                                  int32_t amax) {
+    const int32_t x = (int32_t)((uint32_t)acc * (uint32_t)pow2_left);  /* acc << left, wrapping as TFLM's */
+    const int32_t t = te_smmlar(x, m2, x);
+    /* RoundingDivideByPOT: half away from zero (right == 0 leaves t unchanged) */
+    const int right = TE_RQ_EXACT_RIGHT(s1);
+    const int32_t mask = (int32_t)((1u << right) - 1u);
+    const int32_t threshold = (mask >> 1) + (t < 0);
+    int32_t y = (t >> right) + ((t & mask) > threshold);
+    y = (int32_t)((uint32_t)y + (uint32_t)TE_RQ_EXACT_ZP(s1));
+    y = y < amin ? amin : y;
+    return (int8_t)(y > amax ? amax : y);
+}
+
+/* Requantize one accumulator (bias already in it), as the mode says. The fast row applies the layer's
+ * left shift lsh; an exact row (only with TE_MODE_EXACT) takes the raw accumulator and its own shift. */
 TE_INLINE int8_t te_requant(int32_t acc, const te_rq *q, int lsh, int mode, int32_t amin, int32_t amax) {
+    if ((mode & TE_MODE_EXACT) && q->s1 <= 0) return te_requant_exact(acc, q->m2, q->r, q->s1, amin, amax);
     acc = (int32_t)((uint32_t)acc << lsh);
     const int32_t t = te_smmlar(acc, q->m2, acc);
     int32_t x = (int32_t)((uint32_t)q->r + ((uint32_t)t << 1));
