@@ -15,7 +15,7 @@ The layers, bottom to top (a module may import from its own package, its own lay
  8    ``runners``
  9    ``score``
  10   ``monitor``
- 11   ``analysis``, ``pipeline``, ``matrix``
+ 11   ``analysis``, ``pipeline``, ``matrix``, ``tune``
  12   ``commands``, ``cli``, ``__main__``
 ====  ==========================================================================
 
@@ -48,7 +48,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("runners",),
     ("score",),
     ("monitor",),
-    ("analysis", "pipeline", "matrix"),
+    ("analysis", "pipeline", "matrix", "tune"),
     ("commands", "cli", "__main__"),
 ]
 LAYER_OF = {pkg: i for i, names in enumerate(LAYERS) for pkg in names}

@@ -4,17 +4,19 @@ code uses, flash, TFLM's arena for comparison, and fit per board."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .boards import Board
-from .codegen.target import specialize
+from .boards.cores import has_dsp
+from .codegen.target import DSP_KERNELS, specialize
 from .errors import TinyedgeError
 from .firmware import CODE_FLASH_ESTIMATE, elf_size, fit_report
+from .firmware.generate import with_choices
 from .model.graph import Graph
-from .model.ir import Program
+from .model.ir import Program, Step
 from .model.lower import ALIAS_OPS
 from .model.memplan import MemoryPlan, plan_memory
 from .model.program import build_program
@@ -30,6 +32,9 @@ class Layer:
     macs: int
     weight_bytes: int
     live_bytes: int  # activation bytes live while this layer runs (0 for aliases/folded ops)
+    variant: str = ""  # which of the board's candidate kernels runs it (codegen.target.candidates), "" if none
+    kernel: str = ""  # the C function
+    why: str = ""  # why that variant: the heuristic, the tuner's measured counts, or why a faster one was refused
 
 
 @dataclass
@@ -86,14 +91,17 @@ def last_build_code_bytes(board: Board, project: Path | None, program: Program) 
     return max(size.text + size.data - program.weight_bytes, 0), f"arm-none-eabi-size {elf}"
 
 
-def analyze(graph: Graph, boards: Sequence[Board] = (), *, project: Path | None = None, tflm: bool = True) -> Analysis:
+def analyze(graph: Graph, boards: Sequence[Board] = (), *, project: Path | None = None, tflm: bool = True,
+            choices: Mapping[int, str] | None = None, why: Mapping[int, str] | None = None) -> Analysis:
     """Analyse ``graph`` (raises UnsupportedModelError like ``generate`` would).
 
     With boards, the table and peak RAM describe the first board's program exactly as ``generate``
     builds it (its kernels, e.g. DSP, and their memory plan); each board's fit uses its own.
+    ``choices``/``why`` (step index -> variant name / reason, e.g. from ``tinyedge.tune``) apply to the
+    first board, as ``generate --tune`` would use them.
     """
     base = build_program(graph)
-    program = specialize(base, boards[0]) if boards else base
+    program = with_choices(base, boards[0], choices, why) if boards else base
     plan: MemoryPlan = plan_memory(program)
     step_of = {s.op.index: i for i, s in enumerate(program.steps)}
     layers = []
@@ -102,7 +110,8 @@ def analyze(graph: Graph, boards: Sequence[Board] = (), *, project: Path | None 
         if op.index in step_of:
             i = step_of[op.index]
             s = program.steps[i]
-            layers.append(Layer(op.index, op.opcode, "kernel", shape, s.macs, s.weight_bytes, plan.live_bytes(i)))
+            layers.append(Layer(op.index, op.opcode, "kernel", shape, s.macs, s.weight_bytes, plan.live_bytes(i),
+                                s.variant, s.kernel, s.why or _default_why(s, boards[0] if boards else None)))
         else:
             kind = "alias" if op.opcode in ALIAS_OPS and op.outputs[0] in program.alias else "folded"
             layers.append(Layer(op.index, op.opcode, kind, shape, 0, 0, 0))
@@ -116,8 +125,8 @@ def analyze(graph: Graph, boards: Sequence[Board] = (), *, project: Path | None 
     estimate = (CODE_FLASH_ESTIMATE, "estimate (no build of this model found; pass --project)")
     code, source = measured if measured else estimate
     fits = []
-    for b in boards:
-        pb = specialize(base, b)
+    for j, b in enumerate(boards):
+        pb = program if j == 0 else specialize(base, b)
         f = fit_report(pb, plan_memory(pb), b, graph.input.nbytes, code if measured else None)
         fits.append(dict(board=b.id, fits=f.fits, ram_needed=f.ram_needed, ram_available=f.ram_available,
                          flash_needed=f.flash_needed, flash_available=f.flash_available,
@@ -129,6 +138,15 @@ def analyze(graph: Graph, boards: Sequence[Board] = (), *, project: Path | None 
         ram_lower_bound=plan.lower_bound, tflm_arena_bytes=tflm_arena,
         code_bytes=code, code_measured=measured is not None, code_source=source, fits=fits, tflm_error=tflm_error,
     )
+
+
+def _default_why(s: Step, board: Board | None) -> str:
+    """The reason for a step whose kernel came without one: there was nothing to choose from."""
+    if board is None:
+        return "portable C: no board given (pass --board)"
+    if not has_dsp(board) and s.kernel in DSP_KERNELS:
+        return f"portable C: {board.id} ({board.core}) has no DSP extension"
+    return "the only kernel for this op"
 
 
 def analysis_json(a: Analysis) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 _PKG = Path(__file__).resolve().parent
@@ -34,3 +35,15 @@ def builtin_boards_dir() -> Path:
 
 def renode_dir() -> Path:
     return data_dir("renode")
+
+
+def cache_dir(name: str = "") -> Path:
+    """tinyedge's cache folder (sub-folder ``name``): ``$TINYEDGE_CACHE_DIR``, else ``$XDG_CACHE_HOME/tinyedge``,
+    else ``~/.cache/tinyedge``. Not created here; everything in it can be deleted at any time."""
+    env = os.environ.get("TINYEDGE_CACHE_DIR")
+    if env:
+        root = Path(env)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        root = (Path(xdg) if xdg else Path.home() / ".cache") / "tinyedge"
+    return root / name if name else root

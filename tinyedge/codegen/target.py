@@ -11,11 +11,16 @@ that does not depend on the input is done here, at generation time:
   allows it, so the inner loops multiply raw int8 values;
 * TFLM's requantization (``MultiplyByQuantizedMultiplier``, double rounding) plus the output zero point
   becomes four per-channel constants ``{bias, m2, r, s1}`` (see ``te_kernels_dsp.h``), with a per-layer
-  mode that drops the negative-rounding fix-up and the clamp when they cannot change a result.
+  mode that drops the negative-rounding fix-up and the clamp when they cannot change a result;
+* a channel those constants cannot express exactly (a zero or tiny multiplier, a right shift above 29, a
+  left shift other than the layer's, a constant that would overflow int32) keeps TFLM's own multiplier
+  and shift in an "exact" row that the kernels requantize with TFLM's generic arithmetic; the mode's bit
+  2 (``TE_MODE_EXACT``) is set only for layers that have such a channel, so the others pay nothing.
 
-Every rewrite is exact: a layer whose constants cannot be proven free of int32 overflow, or whose shape
-the DSP kernels do not cover, keeps its portable kernel. The differential tests run both paths against
-the tflite_micro interpreter (the DSP one in QEMU).
+Every rewrite is exact. A layer keeps its portable kernel only when the DSP kernels do not cover its
+shape, or when its requantization cannot be expressed at all (a folded bias beyond int32: its step's
+``why`` says so, see :func:`requant_refusal`). The differential tests run both paths against the
+tflite_micro interpreter (the DSP one in QEMU).
 """
 
 from __future__ import annotations
@@ -28,10 +33,17 @@ import numpy as np
 from ..boards import Board
 from ..boards.cores import has_dsp
 from ..model.ir import Program, Step
+from .fuse import fuse_residual_blocks
 
 INT32_MAX = 2**31 - 1
+INT32_MIN = -(2**31)
+#: An exact ``te_rq`` row's s1 is ``(out_zp - EXACT_ZP_OFFSET) * 32 + right shift``, always <= 0
+#: (TE_RQ_EXACT_ZP and TE_RQ_EXACT_RIGHT in te_kernels_dsp_intrin.h).
+EXACT_ZP_OFFSET = 256
 #: The kernel families this pass knows how to specialise, by portable kernel name.
 DSP_KERNELS = ("te_conv2d_s8", "te_dwconv2d_s8", "te_fc_s8")
+#: The int16x8 kernels with DSP variants (te_kernels_dsp_s16.c), by portable kernel name.
+S16_KERNELS = ("te_conv2d_s16", "te_dwconv2d_s16", "te_fc_s16")
 
 
 def candidates(step: Step, board: Board | None) -> dict[str, Step]:
@@ -42,9 +54,13 @@ def candidates(step: Step, board: Board | None) -> dict[str, Step]:
     """
     found: dict[str, Step] = {}
     if board is not None and has_dsp(board):
-        family = {"te_conv2d_s8": _conv_candidates, "te_dwconv2d_s8": _dw_candidates, "te_fc_s8": _fc_candidates}
+        family = {"te_conv2d_s8": _conv_candidates, "te_dwconv2d_s8": _dw_candidates, "te_fc_s8": _fc_candidates,
+                  **dict.fromkeys(S16_KERNELS, _s16_candidates)}
         if step.kernel in family:
             found.update(family[step.kernel](step))
+            refused = "" if found else requant_refusal(step)
+            if refused:
+                step = dataclasses.replace(step, why=refused)
     found["portable"] = step
     return found
 
@@ -54,18 +70,84 @@ def _labelled(step: Step | None, name: str, why: str) -> dict[str, Step]:
 
 
 def _conv_candidates(step: Step) -> dict[str, Step]:
-    """CONV_2D's DSP variants, the heuristic's choice first."""
-    return _labelled(_dsp_conv(step), "dsp", "heuristic: the board has the DSP extension")
+    """CONV_2D's DSP variants, the heuristic's choice first: the pixel-blocked kernels (``dsp-px4``,
+    ``dsp-px5``, ``dsp-px6``: 4, 5 or 6 pixels a pass, assembly loops) by estimated instructions, then ``dsp``."""
+    base = _dsp_conv(step)
+    if base is None:
+        return {}
+    p = base.params
+    npix, ksteps = p["out_h"] * p["out_w"], (p["kpad"] + 7) // 8 * 2
+    blocked = sorted((-(-npix // n) * (ksteps * cost + fixed), n) for n, cost, fixed in _PX_COST)
+    found: dict[str, Step] = {}
+    for est, n in blocked:
+        total = int(est * p["out_c"] * p["batches"])
+        found.update(_labelled(_dsp_conv_px(base, n), f"dsp-px{n}",
+                               f"heuristic: {n} pixels a pass, about {total:,} instructions"))
+    found.update(_labelled(base, "dsp", "im2col GEMM, 4 pixels a pass in C"))
+    return found
+
+
+#: (pixels a pass, instructions per k-step, fixed instructions per output channel and pass) of
+#: te_conv2d_s8_dsp_pxN: the heuristic's estimate (the k loop's count; the rest fitted to KWS's pointwise
+#: layers in QEMU: 555,000 / 533,640 / 514,760 instructions for 4 / 5 / 6 pixels a pass).
+_PX_COST = ((4, 13.5, 55), (5, 17.0, 61), (6, 19.5, 71))
+#: Output channels a pass of te_conv2d_s8_dsp_pxN's channel loop (TE_PX_CHUNK in te_kernels_dsp.c).
+_PX_CHUNK = 16
+
+
+def _dsp_conv_px(base: Step, n: int) -> Step:
+    """``te_conv2d_s8_dsp_px{n}``: the ``dsp`` step's constants with filter rows padded to 8 bytes (the k
+    loop runs two k-steps a pass), ``n`` pixels a pass."""
+    p = base.params
+    filt = base.consts["filter"]
+    kpad = (filt.shape[1] + 7) // 8 * 8
+    wide = np.zeros((filt.shape[0], kpad), dtype=np.int8)
+    wide[:, :filt.shape[1]] = filt
+    return dataclasses.replace(base, kernel=f"te_conv2d_s8_dsp_px{n}_m{p['mode']}", params={**p, "kpad": kpad},
+                               consts={**base.consts, "filter": wide},
+                               scratch=2 * n * kpad + 4 * n * _PX_CHUNK + (0 if p["pointwise"] else kpad))
 
 
 def _dw_candidates(step: Step) -> dict[str, Step]:
-    """DEPTHWISE_CONV_2D's DSP variants, the heuristic's choice first."""
-    return _labelled(_dsp_dwconv(step), "dsp", "heuristic: the board has the DSP extension")
+    """DEPTHWISE_CONV_2D's DSP variants, the heuristic's choice first: the 3x3 stride-2 kernel, then ``"dsp"``
+    (the 3x3 stride-1 kernel where it applies, else the generic one), then the generic one on its own."""
+    best, s2 = _dsp_dwconv(step), _dsp_dw3x3s2(step)
+    # Measured on VWW (MobileNetV1 0.25): the plane kernel wins from 12x12 outputs a channel (its per-channel
+    # cost dominates small planes: 6x6 with 64 channels runs 10% slower, 3x3 with 128 50% slower).
+    big = s2 is not None and s2.params["out_h"] * s2.params["out_w"] >= 100
+    found = _labelled(s2 if big else None, "dsp-dw3x3s2", "heuristic: 3x3 stride 2 on a large plane, channel "
+                                                          "planes widened once")
+    found.update(_labelled(best, "dsp", "heuristic: the board has the DSP extension"))
+    if s2 is not None and not big:
+        found.update(_labelled(s2, "dsp-dw3x3s2", "3x3 stride 2, channel planes widened once (small planes: "
+                                                  "per-channel overhead)"))
+    if best is not None and best.kernel.startswith("te_dwconv3x3_"):
+        found.update(_labelled(_dsp_dwgeneric(step), "dsp-generic", "any kernel size, 4 channels a word"))
+    return found
 
 
 def _fc_candidates(step: Step) -> dict[str, Step]:
-    """FULLY_CONNECTED's DSP variants, the heuristic's choice first."""
-    return _labelled(_dsp_fc(step), "dsp", "heuristic: the board has the DSP extension")
+    """FULLY_CONNECTED's DSP variants, the heuristic's choice first: four rows a pass (``te_fc4``, 3
+    instructions per 4 MACs) where its weights allow it, else two (``te_fc``)."""
+    two = _dsp_fc(step)
+    four = _dsp_fc4(two) if two is not None else None
+    wide = None if four is None else dataclasses.replace(
+        four, kernel=four.kernel.replace("te_fc4_s8", "te_fc4x_s8"), args=[*four.args, "scratch"],
+        scratch=2 * four.params["kpad"])
+    # The widened copy of the inputs costs 2 bytes an input of RAM: the heuristic takes it for short inputs only.
+    small = wide is not None and wide.scratch <= 512
+    fours = {**_labelled(wide, "dsp-fc4x", f"heuristic: four rows a pass on the inputs widened once into "
+                                           f"{wide.scratch if wide else 0} bytes of scratch")} if small else {}
+    fours.update(_labelled(four, "dsp-fc4", "heuristic: four rows a pass, row pairs sharing weight words"))
+    if wide is not None and not small:
+        fours.update(_labelled(wide, "dsp-fc4x", f"inputs widened once into scratch: fewer instructions, "
+                                                 f"{wide.scratch} more bytes of RAM"))
+    plain = _labelled(two, "dsp", "heuristic: the board has the DSP extension")
+    if two is not None and two.params["in_depth"] * two.params["out_depth"] < 1024:
+        # a small layer (a classifier head): te_fc4's extra ~1.6 KB of code saves a few hundred instructions
+        return {**_labelled(two, "dsp", "heuristic: a small layer, where te_fc4's code costs more flash than "
+                                        "its instructions save"), **fours}
+    return {**fours, **plain}
 
 
 def specialize(program: Program, board: Board | None = None, choices: dict[int, str] | None = None) -> Program:
@@ -75,14 +157,20 @@ def specialize(program: Program, board: Board | None = None, choices: dict[int, 
     ``choices`` maps a step's index to the variant name to use (from :func:`candidates`, e.g. as measured
     by ``tinyedge.tune``); a step without one, or whose named variant does not exist, gets the first.
     """
-    if board is None or not has_dsp(board):
+    if board is None:
         return program
+    if not has_dsp(board):
+        return fuse_residual_blocks(program)  # banded residual blocks: less RAM (codegen.fuse)
     steps = []
     for i, s in enumerate(program.steps):
         found = candidates(s, board)
         want = (choices or {}).get(i)
-        steps.append(found[want] if want in found else next(iter(found.values())))
-    return dataclasses.replace(program, steps=steps)
+        chosen = found[want] if want in found else next(iter(found.values()))
+        if chosen.variant == "portable" and not chosen.why and len(found) == 1 and s.kernel in DSP_KERNELS:
+            chosen = dataclasses.replace(chosen, why="refused: no DSP kernel is exact for this layer "
+                                                     "(its shape, or requantization constants they cannot take)")
+        steps.append(chosen)
+    return fuse_residual_blocks(dataclasses.replace(program, steps=steps))
 
 
 def variant(program: Program) -> str:
@@ -96,35 +184,92 @@ def _x_max(in_offset: int) -> int:
 
 
 def requant_constants(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, acc_bound: np.ndarray, out_zp: int,
-                      act_min: int, act_max: int) -> tuple[np.ndarray, int, int] | None:
-    """Per-channel ``te_rq`` rows ``{bias, m2, r, s1}``, the layer's left shift and mode; None when not exact.
+                      act_min: int, act_max: int, *, lsh_in_acc: bool = False,
+                      max_lsh: int = 31) -> tuple[np.ndarray, int, int] | None:
+    """Per-channel ``te_rq`` rows, the layer's left shift and mode; None when a channel cannot be exact.
 
-    ``acc_bound`` bounds |accumulator| (bias included) per channel. With ``t = SRDHM(acc << lsh, m)``
-    computed as ``SMMLAR(acc << lsh, 2m - 2^32, acc << lsh)`` (exact for m in [2^30, 2^31)), TFLM's
-    ``RoundingDivideByPOT(t, s) + zp`` equals ``(2^s + (zp << (s+1)) + 2t - (t < 0)) >> (s+1)``.
+    ``bias`` is what the kernel starts each accumulator with (folded or not) and ``acc_bound`` bounds
+    |accumulator| (bias included) per channel. Ordinary channels get the fast row ``{bias, m2, r, s1}``:
+    with ``t = SRDHM(acc << lsh, m)`` computed as ``SMMLAR(acc << lsh, 2m - 2^32, acc << lsh)`` (exact for m
+    in [2^30, 2^31)), TFLM's ``RoundingDivideByPOT(t, s) + zp`` equals
+    ``(2^s + (zp << (s+1)) + 2t - (t < 0)) >> (s+1)`` while none of it overflows int32. Every other channel
+    (a zero or tiny multiplier, a right shift above 29, a left shift other than the layer's, a constant that
+    would overflow) gets an exact row ``{bias, m2, 2^left, (zp - 256) * 32 + right}`` (0 for 2^left when
+    m = 0; s1 <= 0 marks the row) that the kernels requantize with TFLM's generic arithmetic on the raw
+    accumulator; only then does the mode get bit 2 (``TE_MODE_EXACT``). The layer's left shift is the one
+    most fast channels share (<= ``max_lsh``).
+
+    ``lsh_in_acc``: the kernel hands the exact path ``acc << lsh`` (the 3x3 depthwise kernel folds the left
+    shift into its weights), so exact rows hold ``2^(shift - lsh)``; when an exact channel has a nonzero
+    multiplier and a smaller shift, that cannot be undone and the layer's left shift becomes 0.
+
+    None (the layer stays portable, :func:`requant_refusal` says why) only when a bias does not fit int32,
+    a shift is outside [-31, 31] or a multiplier outside {0} and [2^30, 2^31) (TFLM's QuantizeMultiplier
+    gives no other for positive scales).
     """
     n = len(bias)
+    bias = np.asarray(bias, dtype=np.int64)
     mult = np.broadcast_to(np.asarray(mult, dtype=np.int64), (n,))
     shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), (n,))
+    if (np.any(bias > INT32_MAX) or np.any(bias < INT32_MIN) or np.any(np.abs(shift) > 31)
+            or np.any((mult != 0) & ((mult < 2**30) | (mult >= 2**31)))):
+        return None
     lsh = np.maximum(shift, 0)
-    if len(set(lsh.tolist())) != 1 or np.any(mult < 2**30) or np.any(mult >= 2**31):
-        return None
-    left = int(lsh[0])
     s = np.maximum(-shift, 0)
-    if np.any(s > 29):
-        return None
-    s1 = s + 1
-    r = (np.int64(1) << s) + (np.int64(out_zp) << s1)
-    shifted = acc_bound.astype(np.int64) << left
-    t_bound = shifted + 1
-    if (np.any(shifted > INT32_MAX) or np.any(2 * t_bound + np.abs(r) + 1 > INT32_MAX)
-            or np.any(np.abs(bias) > INT32_MAX)):
-        return None
-    m2 = mult * 2 - 2**32
-    rq = np.stack([bias.astype(np.int64), m2, r, s1], axis=1).astype(np.int32)
+    r = (np.int64(1) << s) + (np.int64(out_zp) << (s + 1))
+    bound = np.asarray(acc_bound, dtype=np.int64)
+    usable = (mult >= 2**30) & (mult < 2**31) & (s <= 29) & (lsh <= max_lsh)
+
+    def fast_at(left: int) -> np.ndarray:
+        shifted = np.minimum(bound, INT32_MAX >> left) << left
+        fits = bound <= INT32_MAX >> left
+        ok: np.ndarray = usable & (lsh == left) & fits & (2 * (shifted + 1) + np.abs(r) + 1 <= INT32_MAX)
+        return ok
+
+    options = [(fast_at(k), k) for k in sorted(set(lsh[usable].tolist()))] or [(np.zeros(n, dtype=bool), 0)]
+    fast, left = max(options, key=lambda o: (int(o[0].sum()), -o[1]))
+    if lsh_in_acc and left and np.any(~fast & (mult != 0) & (shift < left)):
+        fast, left = fast_at(0), 0
+    exact_left = np.maximum(shift - (left if lsh_in_acc else 0), 0)
+    pow2_left = np.where(mult == 0, 0, (np.int64(1) << exact_left) - ((exact_left == 31) << 32))  # int32 bits
+    m2 = np.where(mult == 0, 0, mult * 2 - 2**32)
+    rows = np.where(fast[:, None], np.stack([bias, m2, r, s + 1], axis=1),
+                    np.stack([bias, m2, pow2_left, (out_zp - EXACT_ZP_OFFSET) * 32 + s], axis=1))
     corr = act_min < out_zp  # a negative t can only matter when the clamp does not swallow it
     clamp = act_min > -128 or act_max < 127
-    return rq, left, int(corr) | (int(clamp) << 1)
+    return rows.astype(np.int32), left, int(corr) | (int(clamp) << 1) | (int(not fast.all()) << 2)
+
+
+def requant_refusal(step: Step) -> str:
+    """Why the DSP kernels cannot requantize ``step`` (a portable CONV_2D, DEPTHWISE_CONV_2D or
+    FULLY_CONNECTED step) exactly, as a sentence for its ``why``; "" when nothing in its requantization stops
+    them (:func:`requant_constants` then has a row for every channel)."""
+    if step.kernel not in DSP_KERNELS or "shift" not in step.consts:
+        return ""
+    shift = np.asarray(step.consts["shift"], dtype=np.int64).reshape(-1)
+    for c, k in enumerate(shift.tolist()):
+        if abs(k) > 31:
+            return (f"refused: channel {c}'s requantization shift is {k}, beyond the 31 bits TFLM's arithmetic can "
+                    "shift an int32 by, so the layer keeps the portable kernel")
+    mult = np.asarray(step.consts["mult"], dtype=np.int64).reshape(-1)
+    for c, m in enumerate(mult.tolist()):
+        if m != 0 and not 2**30 <= m < 2**31:
+            return (f"refused: channel {c}'s requantization multiplier {m} is outside [2^30, 2^31), which "
+                    "TFLM's QuantizeMultiplier never gives for a positive scale")
+    if step.kernel == "te_dwconv2d_s8":
+        return ""  # its DSP kernels add the input offset to every input: the bias is not folded
+    w = step.consts["filter"].astype(np.int64)
+    sums = w.reshape(w.shape[0], -1).sum(axis=1)
+    raw = _bias(step, len(sums))
+    in_off = int(step.params["in_offset"])
+    folded = raw + in_off * sums
+    bad = np.flatnonzero((folded > INT32_MAX) | (folded < INT32_MIN))
+    if len(bad):
+        c = int(bad[0])
+        return (f"refused: channel {c}'s bias with the input zero point folded in ({int(raw[c])} + {in_off} * "
+                f"{int(sums[c])} = {int(folded[c])}) does not fit int32, and the DSP kernels start every "
+                "accumulator from it")
+    return ""
 
 
 def _bias(step: Step, n: int) -> np.ndarray:
@@ -170,15 +315,17 @@ def _dsp_conv(s: Step) -> Step | None:
         scratch=8 * kpad + (0 if pointwise else kpad), inplace=pointwise and oc <= ic)
 
 
-def _dw_requant(s: Step, flat: np.ndarray) -> tuple[np.ndarray, int, int, dict[str, Any]] | None:
+def _dw_requant(s: Step, flat: np.ndarray, lsh_in_acc: bool = False,
+                max_lsh: int = 31) -> tuple[np.ndarray, int, int, dict[str, Any]] | None:
     """Requantization rows, left shift, mode and kernel params of a depthwise step with taps x channels
-    weights ``flat``; None when the folded constants cannot be proven exact."""
+    weights ``flat``; None when the constants cannot be exact (``requant_constants``, whose keywords
+    ``lsh_in_acc`` and ``max_lsh`` are passed on)."""
     p = s.params
     in_off = int(p["in_offset"])
     bias = _bias(s, p["in_c"])
     bound = np.abs(bias) + np.abs(flat).sum(axis=0) * _x_max(in_off)
     rq = requant_constants(bias, s.consts["mult"], s.consts["shift"], bound, p["out_offset"], p["act_min"],
-                           p["act_max"])
+                           p["act_max"], lsh_in_acc=lsh_in_acc, max_lsh=max_lsh)
     if rq is None:
         return None
     rows, lsh, mode = rq
@@ -202,12 +349,12 @@ def _dsp_dw3x3(s: Step) -> Step | None:
         return None  # a large plane: the row-buffer kernel needs less memory
     w = s.consts["filter"].astype(np.int64)  # (1, 3, 3, c)
     flat = w.reshape(9, c)
-    rq = _dw_requant(s, flat)
+    rq = _dw_requant(s, flat, lsh_in_acc=True, max_lsh=7)  # the kernel folds the left shift into int16 weights
     if rq is None:
         return None
     rows, lsh, mode, params = rq
     if lsh > 7:
-        return None  # the kernel folds the left shift into int16 weights
+        return None
     return dataclasses.replace(
         s, kernel=f"te_dwconv3x3_s8_dsp_m{mode}", struct="te_dsp_conv_params", params=params,
         consts={"filter": flat.astype(np.int8).reshape(-1), "rq": rows},
@@ -215,12 +362,41 @@ def _dsp_dw3x3(s: Step) -> Step | None:
         scratch=scratch, inplace=p["in_h"] == p["out_h"] and p["in_w"] == p["out_w"])
 
 
-def _dsp_dwconv(s: Step) -> Step | None:
+def _dsp_dw3x3s2(s: Step) -> Step | None:
+    """3x3, stride 2, no dilation: ``te_dwconv3x3s2`` (channel planes widened once, SMLAD + SMLABB a row)."""
     p = s.params
     c = p["in_c"]
-    fast = _dsp_dw3x3(s)
-    if fast is not None:
-        return fast
+    if (p["depth_mult"] != 1 or p["out_c"] != c or p["k_h"] != 3 or p["k_w"] != 3 or p["stride_h"] != 2
+            or p["stride_w"] != 2 or p["dil_h"] != 1 or p["dil_w"] != 1):
+        return None
+    rows, cols = 2 * p["out_h"] + 1, 2 * p["out_w"] + 2
+    if not (0 <= p["pad_h"] < rows and 0 <= p["pad_w"] < cols):
+        return None
+    scratch = rows * cols * 2
+    if scratch > max(4096, p["in_h"] * p["in_w"] * c // 2):
+        return None  # a large plane: the row-buffer kernel needs less memory
+    flat = s.consts["filter"].astype(np.int64).reshape(9, c)
+    rq = _dw_requant(s, flat, lsh_in_acc=True, max_lsh=7)  # the kernel folds the left shift into int16 weights
+    if rq is None:
+        return None
+    rq_rows, lsh, mode, params = rq
+    if lsh > 7:
+        return None
+    return dataclasses.replace(
+        s, kernel=f"te_dwconv3x3s2_s8_dsp_m{mode}", struct="te_dsp_conv_params", params=params,
+        consts={"filter": flat.astype(np.int8).reshape(-1), "rq": rq_rows},
+        args=["params", "in0", "const:filter", "const:rq@te_rq", "out0", "scratch"], scratch=scratch, inplace=False)
+
+
+def _dsp_dwconv(s: Step) -> Step | None:
+    """The 3x3 stride-1 kernel where it applies, else the generic one."""
+    return _dsp_dw3x3(s) or _dsp_dwgeneric(s)
+
+
+def _dsp_dwgeneric(s: Step) -> Step | None:
+    """Any kernel size, stride and dilation, channels a multiple of 4: ``te_dwconv2d`` (int16 weight pairs)."""
+    p = s.params
+    c = p["in_c"]
     if p["depth_mult"] != 1 or c % 4 or p["out_c"] != c:
         return None
     w = s.consts["filter"].astype(np.int64)  # (1, kh, kw, c)
@@ -263,3 +439,169 @@ def _dsp_fc(s: Step) -> Step | None:
         s, kernel=f"te_fc_s8_dsp_m{mode}", struct="te_dsp_fc_params", params=params,
         consts={"filter": filt, "rq": rows},
         args=["params", "in0", "const:filter", "const:rq@te_rq", "out0"], scratch=0, inplace=False)
+
+
+def _fc4_weights(w: np.ndarray) -> np.ndarray | None:
+    """``te_fc4``'s weight bytes for int8 rows ``w`` (out, depth), as many as ``te_fc``'s; None when a pair's
+    second row could overflow the 24 bits the kernel recovers it from (see te_kernels_dsp_fc.c).
+
+    Pair (r, s) of a block, group g of 4 inputs: the word for lanes (x[4g], x[4g+2]) holds bytes
+    ``e_r[4g], w_s[4g], e_r[4g+2], w_s[4g+2]`` with ``e = w + 128`` (unsigned), then the word for (x[4g+1],
+    x[4g+3]). Padding bytes are 0 (e too: they must add nothing whatever the input bytes there are)."""
+    n, depth = w.shape
+    groups = (depth + 3) // 4
+    pos = np.where(w > 0, w, 0).sum(axis=1)
+    neg = np.where(w < 0, -w, 0).sum(axis=1)
+    fits = (127 * pos + 128 * neg < 2**23) & (128 * pos + 127 * neg <= 2**23)  # -2^23 <= x.w_s < 2^23
+    if not all(fits[o + 1] for o in range(0, n - 1, 2)):
+        return None
+    wp = np.zeros((n, groups * 4), dtype=np.int64)
+    wp[:, :depth] = w
+    ep = np.zeros_like(wp)
+    ep[:, :depth] = w + 128
+
+    def pair(r: int) -> np.ndarray:  # (groups, 2 words, 4 bytes)
+        e, v = ep[r].reshape(groups, 4), wp[r + 1].reshape(groups, 4)
+        return np.stack([np.stack([e[:, j], v[:, j], e[:, j + 2], v[:, j + 2]], axis=1) for j in (0, 1)], axis=1)
+
+    blocks, o = [], 0
+    for o in range(0, n - 3, 4):
+        blocks.append(np.concatenate([pair(o), pair(o + 2)], axis=1).reshape(-1))
+    o = n - n % 4
+    if n - o >= 2:
+        blocks.append(pair(o).reshape(-1))
+        o += 2
+    if o < n:
+        blocks.append(wp[o])
+    return (np.concatenate(blocks) & 0xFF).astype(np.uint8).view(np.int8)
+
+
+def _dsp_fc4(two: Step) -> Step | None:
+    """``te_fc4`` from the two-row DSP step (same constants, weights re-laid by :func:`_fc4_weights`)."""
+    p = two.params
+    w = two.consts["filter"][:, :p["in_depth"]].astype(np.int64)
+    filt = _fc4_weights(w)
+    if filt is None:
+        return None
+    return dataclasses.replace(two, kernel=two.kernel.replace("te_fc_s8_dsp", "te_fc4_s8_dsp"),
+                               consts={**two.consts, "filter": filt})
+
+
+# ------------------------------------------------------------------ int16x8 (te_kernels_dsp_s16.c)
+
+#: SXTB16 gives bytes 0 and 2 of a word, SXTB16 ROR 8 bytes 1 and 3: each group of 4 weights is stored
+#: w0 w2 w1 w3 so the two give the pairs (w0, w1) and (w2, w3) that two int16 input words meet in SMLAD.
+_S16_GROUP_ORDER = [0, 2, 1, 3]
+#: Largest sum(|w|) of a channel whose int32 accumulator of int16 inputs cannot overflow.
+_S16_INT32_WSUM = INT32_MAX // 32768
+
+
+def _s16_candidates(step: Step) -> dict[str, Step]:
+    """The int16x8 DSP variant (``dsp``) of a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED step, where the
+    kernel covers its shape and its requantization: :func:`_dsp_conv_s16`, :func:`_dsp_dw_s16`,
+    :func:`_dsp_fc_s16`."""
+    make = {"te_conv2d_s16": _dsp_conv_s16, "te_dwconv2d_s16": _dsp_dw_s16, "te_fc_s16": _dsp_fc_s16}[step.kernel]
+    return _labelled(make(step), "dsp", "heuristic: int16 activations two a word straight into SMLAD")
+
+
+def rq16_rows(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray | None:
+    """``te_rq16`` rows (int64 pairs ``{c, mul | post << 32}``, see te_kernels_dsp_s16.h) for TFLM's int64
+    MultiplyByQuantizedMultiplier of ``acc + bias``: with m16 the multiplier rounded to 16 bits as TFLM rounds
+    it and ``total = 15 - shift``, ``(int32_t)(((acc + bias) * m16 + 2^(total - 1)) >> total)`` is the high word
+    of ``acc * mul + c`` (modulo 2^64) shifted right by ``post``: for total in [16, 32] everything is scaled by
+    2^(32 - total) (mul then still fits int32) and post is 0; above 32, post = total - 32. None when a shift
+    leaves ``total`` outside [16, 62] (a scale ratio of 1/2 or more: the layer keeps the portable kernel)."""
+    rows = np.zeros((len(bias), 2), dtype=np.int64)
+    mults = np.broadcast_to(np.asarray(mult, dtype=np.int64).reshape(-1), (len(bias),)).tolist()
+    shifts = np.broadcast_to(np.asarray(shift, dtype=np.int64).reshape(-1), (len(bias),)).tolist()
+    for i, (b, m, sh) in enumerate(zip(np.asarray(bias, dtype=np.int64).tolist(), mults, shifts)):
+        total = 15 - sh
+        if not 16 <= total <= 62 or m < 0 or abs(b) >= 2**40:
+            return None
+        m16 = (m + (1 << 15)) >> 16 if m < 0x7FFF0000 else 0x7FFF
+        c = b * m16 + (1 << (total - 1))
+        scale, post = (32 - total, 0) if total <= 32 else (0, total - 32)
+        wrapped = (c << scale) & (2**64 - 1)
+        rows[i, 0] = wrapped - 2**64 if wrapped >= 2**63 else wrapped
+        rows[i, 1] = (m16 << scale) | (post << 32)  # little-endian: int32 mul, then int32 post
+    return rows
+
+
+def _s16_mode(wsum: np.ndarray) -> int:
+    """Bit 0 (64-bit accumulators, SMLALD) when some channel's sum(|w|) * 32768 could overflow int32."""
+    return int(bool(np.any(wsum > _S16_INT32_WSUM)))
+
+
+def _s16_rows(w: np.ndarray, kpad: int) -> np.ndarray:
+    """int8 rows (n, depth) padded with zeros to kpad (a multiple of 4), each group of 4 in SXTB16 order."""
+    n, depth = w.shape
+    wide = np.zeros((n, kpad), dtype=np.int8)
+    wide[:, :depth] = w
+    return np.ascontiguousarray(wide.reshape(n, kpad // 4, 4)[:, :, _S16_GROUP_ORDER]).reshape(n, kpad)
+
+
+def _dsp_conv_s16(s: Step) -> Step | None:
+    """``te_conv2d_s16_dsp``: two im2col columns (or, pointwise, the input pixels) against two filter rows."""
+    p = s.params
+    oc, ic = p["out_c"], p["in_c"]
+    patch = p["k_h"] * p["k_w"] * ic
+    kpad = (patch + 3) // 4 * 4
+    if kpad > 8000:
+        return None
+    pointwise = (p["k_h"] == p["k_w"] == 1 and p["stride_h"] == p["stride_w"] == 1 and p["pad_h"] == p["pad_w"] == 0
+                 and p["in_h"] == p["out_h"] and p["in_w"] == p["out_w"] and ic % 4 == 0)
+    flat = s.consts["filter"].astype(np.int64).reshape(oc, patch)
+    rows = rq16_rows(_bias(s, oc), s.consts["mult"], s.consts["shift"])
+    if rows is None:
+        return None
+    mode = _s16_mode(np.abs(flat).sum(axis=1))
+    params = _conv_params(p, kpad=kpad, pointwise=int(pointwise), lsh=0, mode=mode, in_zp=0, in_off=0,
+                          act_min=p["act_min"], act_max=p["act_max"])
+    # two pixels a pass: two im2col columns, or for pointwise layers only an odd last pixel's copy
+    no_scratch = pointwise and p["batches"] * p["out_h"] * p["out_w"] % 2 == 0
+    # the kernel reads a second row after an odd channel count's last: a zero row
+    filt = _s16_rows(np.concatenate([flat, np.zeros((oc % 2, patch), dtype=np.int64)]), kpad)
+    return dataclasses.replace(
+        s, kernel=f"te_conv2d_s16_dsp_m{mode}", struct="te_dsp_conv_params", params=params,
+        consts={"filter": filt, "rq": rows},
+        args=["params", "in0", "const:filter", "const:rq@te_rq16", "out0", "=0" if no_scratch else "scratch"],
+        scratch=0 if no_scratch else 4 * kpad, inplace=False)
+
+
+def _dsp_dw_s16(s: Step) -> Step | None:
+    """``te_dwconv2d_s16_dsp``: depth multiplier 1, weights widened to int16, two channels a word."""
+    p = s.params
+    c = p["in_c"]
+    if p["depth_mult"] != 1 or p["out_c"] != c:
+        return None
+    flat = s.consts["filter"].astype(np.int64).reshape(p["k_h"] * p["k_w"], c)
+    rows = rq16_rows(_bias(s, c), s.consts["mult"], s.consts["shift"])
+    if rows is None:
+        return None
+    mode = _s16_mode(np.abs(flat).sum(axis=0))
+    params = _conv_params(p, kpad=0, pointwise=0, lsh=0, mode=mode, in_zp=0, in_off=0,
+                          act_min=p["act_min"], act_max=p["act_max"])
+    return dataclasses.replace(
+        s, kernel=f"te_dwconv2d_s16_dsp_m{mode}", struct="te_dsp_conv_params", params=params,
+        consts={"filter": flat.astype(np.int16).reshape(-1), "rq": rows},
+        args=["params", "in0", "const:filter", "const:rq@te_rq16", "out0"], scratch=0, inplace=False)
+
+
+def _dsp_fc_s16(s: Step) -> Step | None:
+    """``te_fc_s16_dsp``: two rows a pass (per-tensor multipliers repeated per row)."""
+    p = s.params
+    if p["filter_offset"] != 0:
+        return None
+    w = s.consts["filter"].astype(np.int64)  # (out, in)
+    n, depth = w.shape
+    kpad = (depth + 3) // 4 * 4
+    rows = rq16_rows(_bias(s, n), s.consts["mult"], s.consts["shift"])
+    if rows is None:
+        return None
+    mode = _s16_mode(np.abs(w).sum(axis=1))
+    params = dict(batches=p["batches"], in_depth=depth, out_depth=n, kpad=kpad, lsh=0, mode=mode,
+                  act_min=p["act_min"], act_max=p["act_max"])
+    return dataclasses.replace(
+        s, kernel=f"te_fc_s16_dsp_m{mode}", struct="te_dsp_fc_params", params=params,
+        consts={"filter": _s16_rows(w, kpad), "rq": rows},
+        args=["params", "in0", "const:filter", "const:rq@te_rq16", "out0"], scratch=0, inplace=False)

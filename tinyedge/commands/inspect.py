@@ -10,8 +10,32 @@ from rich.console import Console
 from rich.table import Table
 
 from ..analysis import analysis_json, analyze
-from ..boards import get_board, list_boards
-from ..model import load_model
+from ..boards import Board, get_board, list_boards
+from ..model import Graph, load_model
+from ..tune import lookup
+
+
+def _tuned_choices(graph: Graph, board: Board, project: Path | None
+                   ) -> tuple[dict[int, str] | None, dict[int, str] | None, str]:
+    """The variants of ``graph`` on ``board``: as a given project of this model and board was generated (its
+    manifest), else as ``generate --tune`` would choose them from the tuning cache; with where they came
+    from ("" for neither: the heuristic's)."""
+    if project is not None:
+        try:
+            manifest = json.loads((Path(project) / "tinyedge.json").read_text())
+        except (OSError, ValueError):
+            manifest = {}
+        if (isinstance(manifest, dict) and manifest.get("variants") and manifest.get("board") == board.id
+                and manifest.get("model_sha256") == graph.sha256):
+            rows = [r for r in manifest["variants"] if isinstance(r, dict)]
+            how = " with --tune" if manifest.get("tuned") else ""
+            return ({int(r["step"]): str(r["variant"]) for r in rows},
+                    {int(r["step"]): str(r["why"]) for r in rows if r.get("why")},
+                    f"as generated in {project}{how}")
+    found = lookup(graph, board)
+    if found is None:
+        return None, None, ""
+    return found.choices, found.why, "tuned choices from the tuning cache"
 
 
 @click.command("inspect")
@@ -31,19 +55,27 @@ def cmd(model: Path, board_ids: tuple[str, ...], project: Path | None, as_json: 
         manifest = Path(project) / "tinyedge.json"
         if manifest.is_file():
             boards = [get_board(json.loads(manifest.read_text())["board"])]
-    a = analyze(load_model(model), boards, project=project, tflm=not no_tflm)
+    graph = load_model(model)
+    choices, why, tuned_from = _tuned_choices(graph, boards[0], project) if boards else (None, None, "")
+    a = analyze(graph, boards, project=project, tflm=not no_tflm, choices=choices, why=why)
     if as_json:
         click.echo(analysis_json(a))
         return
     con = Console()
     t = Table(title=f"{a.model}  sha256 {a.sha256[:16]}…  (kernels and plan: {a.plan_for})")
-    for col in ("#", "op", "kind", "output", "MACs", "weights B", "live act. B"):
-        t.add_column(col, justify="right" if col not in ("op", "kind", "output") else "left")
+    for col in ("#", "op", "kind", "output", "MACs", "weights B", "live act. B", "variant"):
+        t.add_column(col, justify="right" if col not in ("op", "kind", "output", "variant") else "left")
     for layer in a.layers:
         t.add_row(str(layer.index), layer.op, layer.kind, "x".join(map(str, layer.output_shape)), f"{layer.macs:,}",
-                  f"{layer.weight_bytes:,}", f"{layer.live_bytes:,}" if layer.kind == "kernel" else "-")
-    t.add_row("", "total", "", "", f"{a.macs:,}", f"{a.weight_bytes:,}", f"peak {a.ram_bytes:,}", end_section=True)
+                  f"{layer.weight_bytes:,}", f"{layer.live_bytes:,}" if layer.kind == "kernel" else "-",
+                  layer.variant or "-")
+    t.add_row("", "total", "", "", f"{a.macs:,}", f"{a.weight_bytes:,}", f"peak {a.ram_bytes:,}", "", end_section=True)
     con.print(t)
+    con.print(f"kernels ({a.plan_for}{', ' + tuned_from if tuned_from else ''}):", markup=False, highlight=False)
+    for layer in a.layers:
+        if layer.kind == "kernel":
+            con.print(f"  {layer.index:3d} {layer.op:20s} {layer.variant:12s} {layer.kernel:26s} {layer.why}",
+                      markup=False, highlight=False, soft_wrap=True)
     con.print(f"parameters: {a.params:,}   MACs: {a.macs:,}")
     tflm = f"{a.tflm_arena_bytes:,} B (host interpreter, 64-bit)" if a.tflm_arena_bytes else \
         ("unavailable" if a.tflm_error else "n/a")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from ..boards import Board, get_board
 from ..codegen.cmodel import ApiOptions, render_model, runtime_source
 from ..codegen.golden import golden_vectors_if_available
 from ..codegen.target import specialize
-from ..errors import FitError, TinyedgeError
+from ..errors import FitError, TinyedgeError, UnsupportedModelError
 from ..model import Graph, load_model
 from ..model.ir import Program
 from ..model.memplan import MemoryPlan, plan_memory
@@ -77,13 +79,22 @@ class GeneratedProject:
     fit: FitReport
 
 
-def project_sources(graph: Graph, board: Board, *, mlperf_id: str | None = None, energy_mode: bool = False
+def project_sources(graph: Graph, board: Board, *, mlperf_id: str | None = None, energy_mode: bool = False,
+                    choices: Mapping[int, str] | None = None, why: Mapping[int, str] | None = None
                     ) -> tuple[dict[str, str | bytes], Program, MemoryPlan, FitReport]:
     """All files of the project in memory (nothing written), after the support and fit checks.
 
     ``energy_mode``: the firmware boots in MLPerf Tiny's energy timestamp mode (see :func:`generate_project`).
+    ``choices``/``why``: per step index, the kernel variant to use and why (see :func:`generate_project`).
     """
-    program = specialize(build_program(graph), board)  # the board's fastest exact kernels (DSP where it has it)
+    # The board's fastest exact kernels (DSP where it has it), or the variants a tuner measured.
+    program = with_choices(build_program(graph), board, choices, why)
+    int16_io = [f"the model {side} tensor '{graph.tensor(t).name}' is INT16" for side, t in
+                (("input", graph.inputs[0]), ("output", graph.outputs[0])) if graph.tensor(t).dtype == "INT16"]
+    if int16_io:  # main.c's serial protocol moves int8 (or float32) values; int16 layers inside are fine
+        raise UnsupportedModelError(int16_io, "the firmware takes int8 or float32 model I/O: convert with "
+                                    "inference_input_type/inference_output_type int8 or float32 (a QUANTIZE to "
+                                    "int16 inside the model), or run int16 I/O with the host harness")
     plan = plan_memory(program)
     fit = fit_report(program, plan, board, graph.input.nbytes)
     if not fit.fits:
@@ -106,11 +117,27 @@ def project_sources(graph: Graph, board: Board, *, mlperf_id: str | None = None,
         "weight_bytes": program.weight_bytes,
         "macs": program.macs,
         "layers": [s.op.opcode for s in program.steps],
+        # Which kernel each step runs and why: `tinyedge inspect --project` and a regenerate show them.
+        "tuned": bool(choices),
+        "variants": [{"step": i, "op": s.op.opcode, "kernel": s.kernel, "variant": s.variant, "why": s.why}
+                     for i, s in enumerate(program.steps)],
     }
     if energy_mode:
         manifest["mlperf_timestamp_mode"] = "energy"
     files["tinyedge.json"] = json.dumps(manifest, indent=2) + "\n"
     return files, program, plan, fit
+
+
+def with_choices(program: Program, board: Board, choices: Mapping[int, str] | None = None,
+                 why: Mapping[int, str] | None = None) -> Program:
+    """``program`` specialised for ``board`` with the variants ``choices`` names (step index -> variant name,
+    e.g. from ``tinyedge.tune``; a step without one gets the heuristic's), each step's ``why`` replaced by
+    ``why[i]`` where given."""
+    out = specialize(program, board, dict(choices) if choices else None)
+    if not why:
+        return out
+    steps = [dataclasses.replace(s, why=why[i]) if i in why else s for i, s in enumerate(out.steps)]
+    return dataclasses.replace(out, steps=steps)
 
 
 #: The manifest ``generate`` writes into every project; its ``files`` maps each generated file to its digest.
@@ -358,7 +385,8 @@ def _write_new(files: dict[str, bytes], out_dir: Path) -> None:
 
 
 def generate_project(model: str | Path | Graph, board: str | Board, out_dir: str | Path, *,
-                     mlperf_id: str | None = None, force: bool = False, energy_mode: bool = False
+                     mlperf_id: str | None = None, force: bool = False, energy_mode: bool = False,
+                     choices: Mapping[int, str] | None = None, why: Mapping[int, str] | None = None
                      ) -> GeneratedProject:
     """Generate a PlatformIO project for ``model`` on ``board`` into ``out_dir``.
 
@@ -370,9 +398,14 @@ def generate_project(model: str | Path | Graph, board: str | Board, out_dir: str
     ``energy_mode`` builds MLPerf Tiny's energy timestamp mode, as the reference firmware's
     ``EE_CFG_ENERGY_MODE``: the boot line ``m-timestamp-mode-energy``, a pulse on the board's timestamp GPIO
     (``mlperf.timestamp_gpio``) per ``timestamp``, the UART at the energy baud (``mlperf.energy_baud``, 9600).
+
+    ``choices`` maps a step index to the kernel variant it runs (``tinyedge.codegen.target.candidates``'s
+    names, as ``tinyedge.tune`` measured them; other steps get the heuristic's), ``why`` to the reason shown
+    for it; the manifest's ``variants`` records each step's variant and reason.
     """
     graph = model if isinstance(model, Graph) else load_model(model)
     board = board if isinstance(board, Board) else get_board(board)
-    files, program, plan, fit = project_sources(graph, board, mlperf_id=mlperf_id, energy_mode=energy_mode)
+    files, program, plan, fit = project_sources(graph, board, mlperf_id=mlperf_id, energy_mode=energy_mode,
+                                                choices=choices, why=why)
     write_project(files, Path(out_dir), force=force)
     return GeneratedProject(Path(out_dir), board, graph, program, plan, fit)
