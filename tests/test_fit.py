@@ -146,7 +146,8 @@ def test_generate_applies_the_same_fit(graph, tmp_path):
 
 def test_inspect_applies_the_same_fit(graph):
     a = analyze(graph, [get_board(DSP_BOARD), get_board(PORTABLE_BOARD)], tflm=False)
-    assert (a.plan_for, a.ram_bytes, a.weight_bytes, a.code_bytes, a.flash_bytes) == (DSP_BOARD, 224, 2944, 12288, 15232)
+    assert (a.plan_for, a.ram_bytes, a.weight_bytes, a.code_bytes, a.flash_bytes) == (
+        DSP_BOARD, 224, 2944, 12288, 15232)
     fits = {f["board"]: (f["ram_needed"], f["flash_needed"], f["fits"]) for f in a.fits}
     assert fits == {DSP_BOARD: (4384, 15232, True), PORTABLE_BOARD: (4256, 14928, True)}
 
