@@ -40,6 +40,8 @@ INT32_MIN = -(2**31)
 #: An exact ``te_rq`` row's s1 is ``(out_zp - EXACT_ZP_OFFSET) * 32 + right shift``, always <= 0
 #: (TE_RQ_EXACT_ZP and TE_RQ_EXACT_RIGHT in te_kernels_dsp_intrin.h).
 EXACT_ZP_OFFSET = 256
+#: te_dwconv3x3s2's buffer: the output rows of a band are chosen so their int16 input rows fit in this.
+DW3S2_BAND_BYTES = 1024
 #: The kernel families this pass knows how to specialise, by portable kernel name.
 DSP_KERNELS = ("te_conv2d_s8", "te_dwconv2d_s8", "te_fc_s8")
 #: The int16x8 kernels with DSP variants (te_kernels_dsp_s16.c), by portable kernel name.
@@ -372,9 +374,10 @@ def _dsp_dw3x3s2(s: Step) -> Step | None:
     rows, cols = 2 * p["out_h"] + 1, 2 * p["out_w"] + 2
     if not (0 <= p["pad_h"] < rows and 0 <= p["pad_w"] < cols):
         return None
-    scratch = rows * cols * 2
-    if scratch > max(4096, p["in_h"] * p["in_w"] * c // 2):
-        return None  # a large plane: the row-buffer kernel needs less memory
+    # Output rows per band: as many as DW3S2_BAND_BYTES of int16 rows hold (at least one), so a large plane
+    # needs a small buffer; each band costs one re-widened input row.
+    band = max(1, min(p["out_h"], (DW3S2_BAND_BYTES // (cols * 2) - 1) // 2))
+    scratch = (2 * band + 1) * cols * 2
     flat = s.consts["filter"].astype(np.int64).reshape(9, c)
     rq = _dw_requant(s, flat, lsh_in_acc=True, max_lsh=7)  # the kernel folds the left shift into int16 weights
     if rq is None:
@@ -382,6 +385,7 @@ def _dsp_dw3x3s2(s: Step) -> Step | None:
     rq_rows, lsh, mode, params = rq
     if lsh > 7:
         return None
+    params["kpad"] = band
     return dataclasses.replace(
         s, kernel=f"te_dwconv3x3s2_s8_dsp_m{mode}", struct="te_dsp_conv_params", params=params,
         consts={"filter": flat.astype(np.int8).reshape(-1), "rq": rq_rows},
