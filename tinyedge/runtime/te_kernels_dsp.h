@@ -26,7 +26,7 @@ typedef struct {
     int16_t batches, in_h, in_w, in_c;
     int16_t out_h, out_w, out_c;
     int16_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
-    int16_t kpad;                /* CONV_2D: kh*kw*in_c rounded up to a multiple of 8 */
+    int16_t kpad;                /* CONV_2D: kh*kw*in_c rounded up to a multiple of 8; te_dwconv3x3s2: rows a band */
     int16_t pointwise;           /* CONV_2D: 1x1, stride 1, no padding, in_c % 4 == 0 */
     int16_t lsh;                 /* left shift applied to every accumulator (0 almost always) */
     int16_t mode;                /* bit 0: negative-rounding fix-up needed; bit 1: clamp narrower than int8;

@@ -266,8 +266,9 @@ void te_dwconv3x3_s8_dsp_m7(const te_dsp_conv_params *p, const int8_t *in, const
 }
 
 /* ------------------------------------------------- DEPTHWISE_CONV_2D 3x3, stride 2 (one channel at a time)
- * As te_dwconv3x3: each channel's plane widened once (input offset added) into a zero-bordered int16 buffer of
- * 2 out_h + 1 rows by 2 out_w + 2 columns. Output ox of a row reads the words (x[2ox], x[2ox+1]) and
+ * As te_dwconv3x3: each channel's input widened (input offset added) into a zero-bordered int16 buffer of
+ * 2 out_w + 2 columns, a band of `kpad` output rows (2 kpad + 1 input rows) at a time, so the scratch stays
+ * small on large planes (each band re-widens the one input row it shares with the next). Output ox of a row reads the words (x[2ox], x[2ox+1]) and
  * (x[2ox+2], x[2ox+3]) of its three buffer rows: SMLAD (x0,x1).(w0,w1) + SMLABB x2.w2, two multiplies for three
  * MACs, the second word being the next output's first. Filter: TFLM's own [3][3][C] int8. */
 
@@ -294,23 +295,20 @@ TE_INLINE void te_dw3s2_body(const te_dsp_conv_params *p, const int8_t *in, cons
                              int8_t *out, int8_t *scratch, int mode) {
     const int C = p->in_c, in_w = p->in_w, in_h = p->in_h, out_w = p->out_w, out_h = p->out_h;
     const int pad_h = p->pad_h, pad_w = p->pad_w, batches = p->batches;
-    const int H2 = 2 * out_h + 1, W2 = 2 * out_w + 2;  /* the rows and columns the outputs read, even width */
+    const int W2 = 2 * out_w + 2;  /* the columns the outputs read, even width */
+    /* output rows per band (kpad): the buffer holds the band's 2 band + 1 input rows, not the whole plane */
+    const int band = p->kpad > 0 && p->kpad < out_h ? p->kpad : out_h;
     const int lsh = p->lsh;
     const int32_t amin = p->act_min, amax = p->act_max, in_off = p->in_off;
-    /* input rows and columns inside the buffer (VALID padding may leave the last ones unread) */
-    const int rows = in_h + pad_h > H2 ? H2 - pad_h : in_h, cols = in_w + pad_w > W2 ? W2 - pad_w : in_w;
+    /* input columns inside the buffer (VALID padding may leave the last ones unread) */
+    const int cols = in_w + pad_w > W2 ? W2 - pad_w : in_w;
     int16_t *buf = (int16_t *)(void *)scratch;
-    memset(buf, 0, (size_t)H2 * (size_t)W2 * 2u);
+    memset(buf, 0, (size_t)(2 * band + 1) * (size_t)W2 * 2u);  /* the padding columns stay zero */
     const int32_t in_pix = in_h * in_w;
     for (int b = 0; b < batches; ++b) {
         const int8_t *in_b = in + (int32_t)b * in_pix * C;
         int8_t *out_b = out + (int32_t)b * out_h * out_w * C;
         for (int c = 0; c < C; ++c) {
-            for (int iy = 0; iy < rows; ++iy) {
-                const int8_t *src = in_b + (int32_t)iy * in_w * C + c;
-                int16_t *d = buf + (iy + pad_h) * W2 + pad_w;
-                for (int ix = 0; ix < cols; ++ix, src += C) d[ix] = (int16_t)(*src + in_off);
-            }
             int32_t w[6];
             {
                 const int8_t *f = filter + c;
@@ -323,10 +321,23 @@ TE_INLINE void te_dw3s2_body(const te_dsp_conv_params *p, const int8_t *in, cons
             }
             te_rq q = rq[c];
             q.bias = (int32_t)((uint32_t)q.bias << lsh);
-            int8_t *o = out_b + c;
-            for (int oy = 0; oy < out_h; ++oy, o += out_w * C) {
-                te_dw3s2_row((const int32_t *)(const void *)(buf + 2 * oy * W2), W2 / 2, o, C, out_w, w, &q, mode,
-                             amin, amax);
+            for (int oy0 = 0; oy0 < out_h; oy0 += band) {
+                const int nb = out_h - oy0 < band ? out_h - oy0 : band;
+                for (int j = 0; j < 2 * nb + 1; ++j) {  /* buffer row j: padded row 2 oy0 + j */
+                    const int iy = 2 * oy0 + j - pad_h;
+                    int16_t *d = buf + j * W2 + pad_w;
+                    if (iy < 0 || iy >= in_h) {
+                        for (int ix = 0; ix < cols; ++ix) d[ix] = 0;  /* TFLM skips padding taps: zero */
+                        continue;
+                    }
+                    const int8_t *src = in_b + (int32_t)iy * in_w * C + c;
+                    for (int ix = 0; ix < cols; ++ix, src += C) d[ix] = (int16_t)(*src + in_off);
+                }
+                int8_t *o = out_b + (int32_t)oy0 * out_w * C + c;
+                for (int k = 0; k < nb; ++k, o += out_w * C) {
+                    te_dw3s2_row((const int32_t *)(const void *)(buf + 2 * k * W2), W2 / 2, o, C, out_w, w, &q,
+                                 mode, amin, amax);
+                }
             }
         }
     }
