@@ -174,3 +174,45 @@ def test_auto_finds_the_outlier_layer_within_budget(example: dict[str, Path], tm
     assert tight.int16_auto is not None and not tight.int16_auto["reached"]
     conv1 = next(t for t in tight.int16_auto["trials"] if t["layer"] == "conv1")
     assert "over the RAM budget" in conv1["skipped"]
+
+
+@needs_tf
+@pytest.mark.slow
+def test_inspect_compares_mixed_with_int8_per_layer(both: tuple[bytes, bytes], tmp_path: Path) -> None:
+    """`inspect --compare --measure`: RAM, flash and QEMU-measured instructions of each layer, mixed vs int8."""
+    a, b = both
+    (tmp_path / "int8.tflite").write_bytes(a)
+    (tmp_path / "mixed.tflite").write_bytes(splice_int16(a, b, [0, 1]))  # c1 and dw at 16 bits
+    r = CliRunner().invoke(cli, ["inspect", str(tmp_path / "mixed.tflite"), "--compare", str(tmp_path / "int8.tflite"),
+                                 "--board", "qemu-mps2-an386", "--no-tflm", "--measure", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    ops = [(p["op"], p["a"] is not None, p["b"] is not None) for p in d["layers"]]
+    # the mixed model's two QUANTIZE stand alone; every other layer is paired with its int8 twin
+    assert [o for o in ops if not (o[1] and o[2])] == [("QUANTIZE", True, False), ("QUANTIZE", True, False)]
+    assert len(ops) == 10
+    kernels = {p["a"]["index"]: p["a"]["kernel"] for p in d["layers"] if p["a"] and p["a"]["kind"] == "kernel"}
+    assert "s16" in kernels[1] and "s16" in kernels[2] and "s16" not in kernels[4], kernels
+    for p in d["layers"]:
+        for side in ("a", "b"):
+            if p[side] is not None and p[side]["kind"] == "kernel":
+                assert p[f"{side}_instructions"] and p[f"{side}_instructions"] > 0, p
+    assert d["a"]["instructions"] == sum(p["a_instructions"] or 0 for p in d["layers"])
+    assert d["a"]["ram_bytes"] > d["b"]["ram_bytes"]  # 16-bit activations take more RAM
+
+
+@needs_tf
+@pytest.mark.slow
+def test_matrix_compares_mixed_with_int8(both: tuple[bytes, bytes], tmp_path: Path) -> None:
+    a, b = both
+    (tmp_path / "int8.tflite").write_bytes(a)
+    (tmp_path / "mixed.tflite").write_bytes(splice_int16(a, b, [0, 1]))
+    r = CliRunner().invoke(cli, ["matrix", str(tmp_path / "mixed.tflite"), "--compare", str(tmp_path / "int8.tflite"),
+                                 "--boards", "qemu-mps2-an386,qemu-mps2-an385", "-o", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    rows = [line for line in r.output.splitlines() if line.startswith("| qemu-")]
+    assert [row.split(" | ")[0] for row in rows] == ["| qemu-mps2-an386", "| qemu-mps2-an385"]
+    d = json.loads((tmp_path / "out" / "compare.json").read_text())
+    for ra, rb in zip(d["a"]["boards"], d["b"]["boards"], strict=True):
+        assert ra["ram_needed"] > rb["ram_needed"]  # the 16-bit tensors
+        assert f"{ra['ram_needed']:,} / {rb['ram_needed']:,}" in r.output

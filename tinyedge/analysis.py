@@ -3,6 +3,7 @@ code uses, flash, TFLM's arena for comparison, and fit per board."""
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -147,6 +148,64 @@ def _default_why(s: Step, board: Board | None) -> str:
     if not has_dsp(board) and s.kernel in DSP_KERNELS:
         return f"portable C: {board.id} ({board.core}) has no DSP extension"
     return "the only kernel for this op"
+
+
+@dataclass
+class LayerPair:
+    """One layer of two models side by side (e.g. a mixed int8/int16 model against its all-int8 twin);
+    a side is None where only the other model has the layer (the QUANTIZE operators a mixed model adds)."""
+
+    op: str
+    a: Layer | None
+    b: Layer | None
+    a_instructions: int | None = None  # measured per-layer instructions (QEMU te-profile), None if not measured
+    b_instructions: int | None = None
+
+
+@dataclass
+class Comparison:
+    """Two analyses on the same board and their layers paired by operator sequence."""
+
+    a: Analysis
+    b: Analysis
+    pairs: list[LayerPair]
+    a_instructions: int | None = None  # whole inference (sum of the measured layers)
+    b_instructions: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: both models' totals and the per-layer pairs."""
+        def side(x: Analysis, instr: int | None) -> dict[str, Any]:
+            return dict(model=x.model, sha256=x.sha256, ram_bytes=x.ram_bytes, weight_bytes=x.weight_bytes,
+                        flash_bytes=x.flash_bytes, macs=x.macs, instructions=instr)
+        def layer(x: Layer | None) -> dict[str, Any] | None:
+            return None if x is None else asdict(x)
+        return dict(plan_for=self.a.plan_for, a=side(self.a, self.a_instructions),
+                    b=side(self.b, self.b_instructions),
+                    layers=[dict(op=p.op, a=layer(p.a), b=layer(p.b), a_instructions=p.a_instructions,
+                                 b_instructions=p.b_instructions) for p in self.pairs])
+
+
+def compare(a: Analysis, b: Analysis, a_counts: Mapping[int, int] | None = None,
+            b_counts: Mapping[int, int] | None = None) -> Comparison:
+    """Pair ``a``'s and ``b``'s layers by their operator sequence (longest common subsequence, so operators
+    only one model has, like a mixed model's QUANTIZE, stand alone). ``*_counts``: measured instructions by
+    operator index (``tinyedge.tune.profile_layers``), or None."""
+    ops_a, ops_b = [x.op for x in a.layers], [x.op for x in b.layers]
+    pairs: list[LayerPair] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=ops_a, b=ops_b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            pairs.extend(LayerPair(a.layers[i].op, a.layers[i], b.layers[j])
+                         for i, j in zip(range(i1, i2), range(j1, j2), strict=True))
+            continue
+        pairs.extend(LayerPair(a.layers[i].op, a.layers[i], None) for i in range(i1, i2))
+        pairs.extend(LayerPair(b.layers[j].op, None, b.layers[j]) for j in range(j1, j2))
+    for pair in pairs:
+        if a_counts is not None and pair.a is not None:
+            pair.a_instructions = a_counts.get(pair.a.index)
+        if b_counts is not None and pair.b is not None:
+            pair.b_instructions = b_counts.get(pair.b.index)
+    return Comparison(a, b, pairs, None if a_counts is None else sum(a_counts.values()),
+                      None if b_counts is None else sum(b_counts.values()))
 
 
 def analysis_json(a: Analysis) -> str:

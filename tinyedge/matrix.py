@@ -142,6 +142,35 @@ class Matrix:
         return "\n".join(lines) + "\n"
 
 
+def comparison_markdown(a: Matrix, b: Matrix) -> str:
+    """Two models' matrices side by side, one board a row: RAM, flash and instructions of ``a`` against ``b``
+    (e.g. a mixed int8/int16 model against its all-int8 twin); measured instructions where both ran."""
+    rows_b = {r.board: r for r in b.rows}
+
+    def pair(x: int | None, y: int | None) -> str:
+        if x is None or y is None:
+            return "-"
+        return f"{x:,} / {y:,} ({x - y:+,})"
+    lines = [f"# {a.model} (a) against {b.model} (b)", "",
+             f"arena {pair(a.arena_bytes, b.arena_bytes)} bytes, weights {pair(a.weight_bytes, b.weight_bytes)} "
+             "bytes", "",
+             "| board | fits a / b | RAM needed a / b | flash needed a / b | est. instructions a / b "
+             "| measured instructions a / b |", "|---|---|---|---|---|---|"]
+    for r in a.rows:
+        o = rows_b.get(r.board)
+        if o is None:
+            continue
+        ma = r.measured.instructions if r.measured else None
+        mb = o.measured.instructions if o.measured else None
+        lines.append(f"| {r.board} | {'yes' if r.fits else 'no'} / {'yes' if o.fits else 'no'} | "
+                     f"{pair(r.ram_needed, o.ram_needed)} | {pair(r.flash_needed, o.flash_needed)} | "
+                     f"{pair(r.est_instructions, o.est_instructions)} | {pair(ma, mb)} |")
+    lines += ["", "Estimated instructions scale the MACs by the core's measured instructions per MAC, so they do "
+              "not see 16-bit kernels; run with --run for measured ones (and `tinyedge inspect A --compare B "
+              "--measure` for each layer)."]
+    return "\n".join(lines) + "\n"
+
+
 def resolve_boards(spec: str | Iterable[str | Board]) -> list[Board]:
     """``"all"``, ``"emulated"``, a comma-separated list of ids, or an iterable of ids/boards."""
     if isinstance(spec, str):

@@ -63,6 +63,8 @@ from .runners import runner_for
 CACHE_FORMAT = 1
 #: The seed of the input every tuning inference runs (counts hardly depend on it, but must not vary).
 INPUT_SEED = 0
+#: Per-line deadline of the measuring client's other commands (te-load) on a busy machine.
+COMMAND_TIMEOUT_S = 30.0
 #: Seconds one profiled inference may take in QEMU.
 PROFILE_TIMEOUT_S = 300.0
 _CODEGEN_DIR = Path(__file__).resolve().parent / "codegen"
@@ -299,6 +301,9 @@ def profile_layers(graph: Graph, board: Board, choices: Mapping[int, str], proje
     with runner_for(board, engine="qemu", core_dir=core_dir) as runner:
         url = runner.start(project)
         client = connect(url, connect_timeout=10.0, ready_timeout=20.0)
+        # QEMU on a loaded machine (a CI runner building other firmware) can take seconds to answer a te-load:
+        # a measurement waits longer than an interactive command would, but never without a deadline.
+        client.timeouts["*"] = max(client.timeouts["*"], COMMAND_TIMEOUT_S)
         try:
             client.load(_input_bytes(graph))
             prof = client.profile(timeout=PROFILE_TIMEOUT_S)
@@ -467,3 +472,16 @@ def tune(model: Graph | Path | str, board: Board | str, *, core_dir: Path | None
                                               "candidates": list(names[i]), "op": t.op, "core": twin.core,
                                               "measured_on": twin.id})
     return result
+
+
+def measure_layers(model: Graph | Path | str, board: Board | str, *, choices: Mapping[int, str] | None = None,
+                   core_dir: Path | None = None, workdir: Path | None = None) -> dict[int, int]:
+    """Instructions of every layer of ``model`` on ``board``'s core, by operator index: one firmware built and
+    profiled (``te-profile``) in QEMU, on ``board`` or its emulated twin (:func:`tuning_board`)."""
+    graph = model if isinstance(model, Graph) else load_model(model)
+    board = board if isinstance(board, Board) else get_board(board)
+    twin = tuning_board(board)
+    program = build_program(graph)
+    with _workspace(workdir) as project:
+        counts = profile_layers(graph, twin, dict(choices or {}), project, core_dir)
+    return {s.op.index: c for s, c in zip(program.steps, counts, strict=True)}

@@ -9,10 +9,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..analysis import analysis_json, analyze
+from ..analysis import Analysis, Comparison, analysis_json, analyze, compare
 from ..boards import Board, get_board, list_boards
+from ..errors import BoardError
 from ..model import Graph, load_model
-from ..tune import lookup
+from ..tune import lookup, measure_layers
 
 
 def _tuned_choices(graph: Graph, board: Board, project: Path | None
@@ -45,8 +46,17 @@ def _tuned_choices(graph: Graph, board: Board, project: Path | None
               help="A generated project whose last build gives the measured code size.")
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
 @click.option("--no-tflm", is_flag=True, help="Skip measuring TFLM's minimum arena for comparison.")
-def cmd(model: Path, board_ids: tuple[str, ...], project: Path | None, as_json: bool, no_tflm: bool) -> None:
+@click.option("--compare", "other", type=click.Path(path_type=Path), default=None,
+              help="Another .tflite of the same network (e.g. the all-int8 twin of a mixed int8/int16 model): "
+                   "RAM, flash and per-layer cost side by side on the first --board.")
+@click.option("--measure", is_flag=True,
+              help="With --compare: also build both and measure each layer's instructions in QEMU (te-profile) "
+                   "on the first --board (or the emulated board with its core).")
+def cmd(model: Path, board_ids: tuple[str, ...], project: Path | None, as_json: bool, no_tflm: bool,
+        other: Path | None, measure: bool) -> None:
     """Per-layer ops, MACs, weights and memory plan of MODEL (.tflite), and whether it fits a board."""
+    if measure and other is None:
+        raise click.UsageError("--measure compares two models: pass --compare OTHER.tflite too")
     if "all" in board_ids:
         boards = list_boards()
     else:
@@ -58,6 +68,9 @@ def cmd(model: Path, board_ids: tuple[str, ...], project: Path | None, as_json: 
     graph = load_model(model)
     choices, why, tuned_from = _tuned_choices(graph, boards[0], project) if boards else (None, None, "")
     a = analyze(graph, boards, project=project, tflm=not no_tflm, choices=choices, why=why)
+    if other is not None:
+        _compare(a, graph, other, boards, measure, no_tflm, as_json)
+        return
     if as_json:
         click.echo(analysis_json(a))
         return
@@ -90,3 +103,55 @@ def cmd(model: Path, board_ids: tuple[str, ...], project: Path | None, as_json: 
         verdict = "[green]fits[/]" if f["fits"] else "[red]does not fit[/]: " + "; ".join(f["problems"])
         con.print(f"{f['board']}: RAM {f['ram_needed']:,}/{f['ram_available']:,} B, flash "
                   f"{f['flash_needed']:,}/{f['flash_available']:,} B — {verdict}")
+
+
+def _compare(a: Analysis, graph: Graph, other: Path, boards: list[Board], measure: bool, no_tflm: bool,
+             as_json: bool) -> None:
+    """``--compare``: MODEL (a) against OTHER (b) on the first board, per layer."""
+    if not boards:
+        raise BoardError("--compare describes the kernels and memory plan of one board", "pass --board ID")
+    g2 = load_model(other)
+    c2, w2, _ = _tuned_choices(g2, boards[0], None)
+    b = analyze(g2, boards[:1], tflm=not no_tflm, choices=c2, why=w2)
+    counts_a = counts_b = None
+    if measure:
+        c1, _, _ = _tuned_choices(graph, boards[0], None)
+        counts_a = measure_layers(graph, boards[0], choices=c1)
+        counts_b = measure_layers(g2, boards[0], choices=c2)
+    cmp = compare(a, b, counts_a, counts_b)
+    if as_json:
+        click.echo(json.dumps(cmp.to_dict(), indent=2))
+        return
+    _print_comparison(cmp)
+
+
+def _print_comparison(cmp: Comparison) -> None:
+    con = Console(width=max(Console().width, 140))  # eight columns: wrapped kernel names are unreadable
+    a, b = cmp.a, cmp.b
+    measured = cmp.a_instructions is not None
+    t = Table(title=f"{a.model} (a) against {b.model} (b)  (kernels and plan: {a.plan_for})")
+    cols = ["op", "kernel a", "kernel b", "weights B a/b", "live act. B a/b"] + (["instr. a", "instr. b"]
+                                                                                   if measured else [])
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("op", "kernel a", "kernel b") else "right")
+
+    def num(x: int | None) -> str:
+        return "-" if x is None else f"{x:,}"
+    for p in cmp.pairs:
+        la, lb = p.a, p.b
+        row = [p.op, la.kernel or la.kind if la else "-", lb.kernel or lb.kind if lb else "-",
+               f"{num(la.weight_bytes if la else None)} / {num(lb.weight_bytes if lb else None)}",
+               f"{num(la.live_bytes if la else None)} / {num(lb.live_bytes if lb else None)}"]
+        if measured:
+            row += [num(p.a_instructions), num(p.b_instructions)]
+        t.add_row(*row)
+    con.print(t)
+
+    def delta(x: int, y: int) -> str:
+        return f"{x:,} vs {y:,} ({x - y:+,})"
+    con.print(f"RAM (tinyedge plan): {delta(a.ram_bytes, b.ram_bytes)} B", markup=False, highlight=False)
+    con.print(f"flash: {delta(a.flash_bytes, b.flash_bytes)} B (weights {delta(a.weight_bytes, b.weight_bytes)})",
+              markup=False, highlight=False)
+    if cmp.a_instructions is not None and cmp.b_instructions is not None:
+        con.print(f"instructions per inference (QEMU, te-profile): {delta(cmp.a_instructions, cmp.b_instructions)} "
+                  f"(x{cmp.a_instructions / max(cmp.b_instructions, 1):.2f})", markup=False, highlight=False)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
-from ..matrix import compatibility_matrix
+from ..matrix import comparison_markdown, compatibility_matrix
 from ..runners.labgrid import DEFAULT_PLACE_WAIT
 from .place import COORDINATOR_HELP, PLACE_WAIT_HELP
 
@@ -33,8 +34,11 @@ from .place import COORDINATOR_HELP, PLACE_WAIT_HELP
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of Markdown.")
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path), default=None,
               help="Also write matrix.md and matrix.json into this folder (with --run: the projects too).")
+@click.option("--compare", "other", type=click.Path(path_type=Path), default=None,
+              help="Another .tflite of the same network (e.g. the all-int8 twin of a mixed int8/int16 model): "
+                   "RAM, flash and instructions of both, a board a row.")
 def cmd(model: Path, boards: str, run: bool, data: Path | None, samples: int, jobs: int | None, places: str | None,
-        coordinator: str | None, place_wait: float, as_json: bool, out: Path | None) -> None:
+        coordinator: str | None, place_wait: float, as_json: bool, out: Path | None, other: Path | None) -> None:
     """Which boards MODEL (an int8 .tflite) fits, at what estimated latency and energy; with --run, measured in QEMU
     (-j N boards at once) or on the boards of a labgrid farm (--places)."""
     if places is not None and not run:
@@ -43,6 +47,18 @@ def cmd(model: Path, boards: str, run: bool, data: Path | None, samples: int, jo
                                   work_dir=(out / "runs") if (out and run) else None,
                                   say=lambda s: click.echo(s, err=True), jobs=jobs, places=places,
                                   coordinator=coordinator, place_wait=place_wait)
+    if other is not None:
+        twin = compatibility_matrix(other, boards, run=run, data=data, samples=samples,
+                                    work_dir=(out / "runs-compare") if (out and run) else None,
+                                    say=lambda s: click.echo(s, err=True), jobs=jobs, places=places,
+                                    coordinator=coordinator, place_wait=place_wait)
+        text = comparison_markdown(matrix, twin)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "compare.md").write_text(text)
+            (out / "compare.json").write_text(json.dumps({"a": matrix.to_dict(), "b": twin.to_dict()}, indent=2))
+        click.echo(json.dumps({"a": matrix.to_dict(), "b": twin.to_dict()}, indent=2) if as_json else text)
+        return
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "matrix.md").write_text(matrix.to_markdown())
