@@ -464,9 +464,14 @@ TE_INLINE void te_conv_px_body(const te_dsp_conv_params *p, const int8_t *in, co
     if (!pointwise) memset(row + patch, 0, (size_t)(kpad - patch));
     /* windows inside the input (iy0 <= ylim, ix0 <= xlim) without dilation along x are k_h whole rows */
     const int run = p->k_w * in_c, rows = p->dil_w == 1 && run >= 4;
+    /* filter rows of whole k-steps (in_c % 4 == 0): such windows expand straight from the input rows, no
+     * copy; the k-steps past the patch stay zero (the gather's zero tail writes the same zeros) */
+    const int direct = rows && (run & 3) == 0 && run >= 16, rsteps = run >> 2;
     const int ylim = p->in_h - 1 - (p->k_h - 1) * p->dil_h, xlim = p->in_w - p->k_w;
     const int32_t rstep = (int32_t)p->dil_h * p->in_w * in_c;
     if (kfill < ks) memset(cols + 2 * P * kfill, 0, (size_t)(ks - kfill) * 8 * P);  /* meets zero weights */
+    const int dsteps = p->k_h * rsteps;
+    if (direct && dsteps < ks) memset(cols + 2 * P * dsteps, 0, (size_t)(ks - dsteps) * 8 * P);
     for (int b = 0; b < p->batches; ++b) {
         const int8_t *in_b = in + (int32_t)b * p->in_h * p->in_w * in_c;
         int8_t *out_b = out + (int32_t)b * npix * out_c;
@@ -477,6 +482,14 @@ TE_INLINE void te_conv_px_body(const te_dsp_conv_params *p, const int8_t *in, co
                 if (!pointwise) {
                     const int oy = (p0 + j) / p->out_w, ox = p0 + j - oy * p->out_w;
                     const int iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
+                    if (direct && iy0 >= 0 && iy0 <= ylim && ix0 >= 0 && ix0 <= xlim) {  /* inside: expand rows */
+                        const int8_t *s = in_b + ((int32_t)iy0 * p->in_w + ix0) * in_c;
+                        int32_t *c = cols + 2 * j;
+                        for (int ky = 0; ky < p->k_h; ++ky, s += rstep, c += 2 * P * rsteps) {
+                            te_px_expand(s, c, rsteps, P);
+                        }
+                        continue;
+                    }
                     if (rows && iy0 >= 0 && iy0 <= ylim && ix0 >= 0 && ix0 <= xlim) {  /* inside: whole rows */
                         te_copy_rows(row, in_b + ((int32_t)iy0 * p->in_w + ix0) * in_c, p->k_h, run, rstep);
                     } else {

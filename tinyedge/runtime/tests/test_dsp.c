@@ -320,6 +320,8 @@ int main(void) {
         test_conv_px(mode, 5, 12, 19, 1, 1, 1, 0); /* pointwise, in_c % 8 == 4, partial channel chunk */
         test_conv_px(mode, 6, 32, 4, 3, 1, 1, 0);  /* whole rows of 96 bytes */
         test_conv_px(mode, 8, 5, 17, 2, 1, 1, 0);  /* rows of 10 bytes, 49 pixels: partial blocks */
+        test_conv_px(mode, 9, 4, 7, 5, 1, 1, 2);   /* rows expanded in place, one zero k-step past the patch */
+        test_conv_px(mode, 10, 16, 9, 3, 2, 1, 1); /* rows expanded in place, stride 2, edges gathered */
     }
     return te_report("test_dsp");
 }
