@@ -325,3 +325,93 @@ def test_px_conv_kernels_in_qemu_match_tflm(tmp_path, pio_core, monkeypatch):
     assert [k.split("_m")[0][-3:] for k in kernels] == ["px4", "px5", "px6", "px4", "px5"], kernels
     assert any(s.params["mode"] & 4 for s in project.program.steps), "the dead/tiny channels take exact rows"
     assert np.array_equal(got, run_tflm(model, x).reshape(len(x), -1)), f"{desc}: {kernels}"
+
+
+# ------------------------------------------ depthwise 3x3 stride 1, v2 (te_dwconv3x3v2: tall planes transposed)
+
+@pytest.mark.slow
+def test_dw3x3v2_on_host_matches_tflm():
+    """te_dwconv3x3v2 on random 3x3 stride-1 layers (odd and even sizes, 1-9 channels, SAME/VALID, dead and
+    tiny-scale channels), walked both ways: transposed (kpad 1) for tall planes, row by row otherwise."""
+    seen: set[int] = set()
+    for seed in range(12):
+        model, desc = dw3x3_model(seed, stride=1, dead=seed % 3 == 2)
+        g = read_model_bytes(model, name="dw3v2")
+        step = candidates(build_program(g).steps[0], get_board(BOARD)).get("dsp-dw3x3v2")
+        assert step is not None, desc
+        seen.add(step.params["kpad"])
+        problem = _compare_variant(model, desc, "dw", "dsp-dw3x3v2", seed)
+        assert problem is None, problem
+    assert seen == {0, 1}, seen
+
+
+_DW3V2_QEMU_SEEDS = (0, 9)  # 13x10x5 SAME (transposed, odd height), 8x13x9 VALID (row by row, 9 channels)
+
+
+@pytest.mark.slow
+@needs_tools
+def test_dw3x3v2_in_qemu_matches_tflm(tmp_path, pio_core, monkeypatch):
+    """te_dwconv3x3v2 on the real instructions: one tall (transposed) and one wide layer, with dead channels."""
+    heuristic = target._dw_candidates
+    monkeypatch.setattr(target, "_dw_candidates", lambda st: dict(
+        sorted(heuristic(st).items(), key=lambda kv: kv[0] != "dsp-dw3x3v2")))
+    for i, seed in enumerate(_DW3V2_QEMU_SEEDS):
+        model, desc = dw3x3_model(seed, stride=1, dead=True)
+        graph = read_model_bytes(model, name=f"dw3v2q{i}")
+        x = np.random.default_rng(seed).integers(-128, 128, size=(3,) + tuple(graph.input.shape), dtype=np.int8)
+        got, project = _run_in_qemu(graph, tmp_path / f"p{i}", pio_core, x)
+        kernels = [s.kernel for s in project.program.steps]
+        assert kernels[0].startswith("te_dwconv3x3v2_"), (desc, kernels)
+        assert np.array_equal(got, run_tflm(model, x).reshape(len(x), -1)), f"{desc}: {kernels}"
+
+
+# ------------------------------- CONV_2D pxN: windows expanded straight from the input rows (in_c % 4 == 0)
+def px_rows_chain() -> tuple[bytes, str]:
+    """Three CONV_2Ds whose filter rows are whole k-steps of >= 16 bytes (te_conv_px_body's direct expansion):
+    3x3 SAME over 16 channels (IC's resblocks), 3x3 stride 2 over 8 channels, 5x5 SAME over 4 channels (a
+    zero k-step past the patch: kpad 104 for 100 bytes), with dead and tiny-scale channels."""
+    rng = np.random.default_rng(1314)
+    b = ModelBuilder()
+    shape, in_s = (1, 9, 10, 16), 0.05
+    ti = b.tensor(shape, scale=in_s, zero_point=-5)
+    t = ti
+    layers = [(8, (3, 3), (1, 1), 1, "SAME", "RELU", True), (4, (3, 3), (2, 2), 1, "SAME", "NONE", False),
+              (11, (5, 5), (1, 1), 1, "SAME", "RELU6", False)]
+    for oc, k, stride, dil, pad, act, dead in layers:
+        t, shape, in_s = _conv_layer(b, rng, t, shape, in_s, oc, k, stride, dil, pad, act, dead)
+    return b.build([ti], [t]), "px rows chain"
+
+
+@pytest.mark.slow
+def test_px_rows_on_host_match_tflm():
+    """The direct row expansion exact on the host for every pixel block size."""
+    model, desc = px_rows_chain()
+    g = read_model_bytes(model, name="pxrows")
+    program = build_program(g)
+    board = get_board(BOARD)
+    x = np.random.default_rng(7).integers(-128, 128, size=(3,) + tuple(g.input.shape), dtype=np.int8)
+    expected = run_tflm(model, x).reshape(3, -1)
+    for v in PX_VARIANTS:
+        p = specialize(program, board, dict.fromkeys(range(len(program.steps)), v))
+        with tempfile.TemporaryDirectory(prefix="te-pxrows-") as d:
+            got = run_host(build_host(render_model(p).files, Path(d)), x.reshape(3, -1), g.output.size)
+        assert np.array_equal(got, expected), f"{desc} {v}: {[s.kernel for s in p.steps]}"
+
+
+@pytest.mark.slow
+@needs_tools
+def test_px_rows_in_qemu_match_tflm(tmp_path, pio_core, monkeypatch):
+    """One firmware, px_rows_chain on px6, px5, px4: the direct row expansion with the assembly loops exact."""
+    model, desc = px_rows_chain()
+    graph = read_model_bytes(model, name="pxrows")
+    forced = ["dsp-px6", "dsp-px5", "dsp-px4"]
+
+    def choose(program, board=None, choices=None):
+        return specialize(program, board, dict(enumerate(forced)))
+
+    monkeypatch.setattr("tinyedge.firmware.generate.specialize", choose)
+    x = np.random.default_rng(14).integers(-128, 128, size=(3,) + tuple(graph.input.shape), dtype=np.int8)
+    got, project = _run_in_qemu(graph, tmp_path / "pxrows", pio_core, x)
+    kernels = [s.kernel for s in project.program.steps]
+    assert [k.split("_m")[0][-3:] for k in kernels] == ["px6", "px5", "px4"], kernels
+    assert np.array_equal(got, run_tflm(model, x).reshape(len(x), -1)), f"{desc}: {kernels}"

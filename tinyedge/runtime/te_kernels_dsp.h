@@ -170,6 +170,26 @@ void te_dwconv3x3s2_s8_dsp_m6(const te_dsp_conv_params *p, const int8_t *in, con
 void te_dwconv3x3s2_s8_dsp_m7(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
                               const te_rq *rq, int8_t *out, int8_t *scratch);
 
+/* te_dwconv3x3v2 (as te_dwconv3x3; kpad != 0: the plane walked transposed, down its columns): scratch (r + 2)
+ * * ((n + 4) & ~1) int16 with n, r = out_h, out_w if transposed else out_w, out_h, then 2 ((n + 1) / 2) int32
+ * sums; may run in place. */
+void te_dwconv3x3v2_s8_dsp_m0(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch);
+void te_dwconv3x3v2_s8_dsp_m1(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch);
+void te_dwconv3x3v2_s8_dsp_m2(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch);
+void te_dwconv3x3v2_s8_dsp_m3(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch);
+void te_dwconv3x3v2_s8_dsp_m4(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch);
+void te_dwconv3x3v2_s8_dsp_m5(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch);
+void te_dwconv3x3v2_s8_dsp_m6(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch);
+void te_dwconv3x3v2_s8_dsp_m7(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch);
+
 void te_fc_s8_dsp_m0(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
                      int8_t *out);
 void te_fc_s8_dsp_m1(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,

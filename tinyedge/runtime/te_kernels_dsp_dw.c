@@ -383,3 +383,167 @@ void te_dwconv3x3s2_s8_dsp_m7(const te_dsp_conv_params *p, const int8_t *in, con
                               const te_rq *rq, int8_t *out, int8_t *scratch) {
     te_dw3s2_body(p, in, filter, rq, out, scratch, 7);
 }
+
+/* ---------------------------------------- DEPTHWISE_CONV_2D 3x3, stride 1, v2 (long rows, pixel pairs widened)
+ * te_dwconv3x3 with two changes for narrow planes (KWS: 25 x 5 outputs): when kpad != 0 (target.py: a plane
+ * taller than wide) the channel is widened transposed (buffer rows are input columns, the filter read transposed), so the pair
+ * loop runs along the long side and the per-row set-up is paid out_w times instead of out_h; the widening
+ * packs two pixels into one word store; and a row's sums are made first (an assembly loop with the six weight
+ * words in registers, bias left out) into 2 (nc + 1) / 2 words after the buffer, then requantized (bias added
+ * modulo 2^32 as SMLAD would) by te_rq0 one by one: the same sums as te_dwconv3x3, exact as it. */
+
+/* The assembly needs r7: builds that keep a frame pointer (-O0) take the C loop. */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__thumb2__) && defined(__OPTIMIZE__)
+#define TE_DW3V2_ASM 1
+#else
+#define TE_DW3V2_ASM 0
+#endif
+
+/* The sums without bias of n >= 1 output pairs of one buffer row r0 (rows rs bytes apart) into acc[2n]: per
+ * pair three LDRD, twelve multiplies and one STRD, all six weight words in registers (C spills them). */
+TE_INLINE void te_dw3v2_macs(const int32_t *r0, int32_t rs, int32_t *acc, int n, const int32_t *w) {
+#if TE_DW3V2_ASM
+    register const int32_t *a0 __asm__("r0") = r0;
+    register int32_t a1 __asm__("r1") = rs - 4;  /* r0 is already past the pair when rows 1 and 2 are read */
+    register int32_t *a2 __asm__("r2") = acc;
+    register int32_t *a3 __asm__("r3") = acc + 2 * n;
+    register const int32_t *a7 __asm__("r7") = w;
+    __asm__ volatile(
+        "ldm r7, {r4-r6, r8-r10}\n"
+        "1:\n\t"
+        "ldrd r12, lr, [r0], #4\n\t"
+        "smuad r11, r12, r4\n\t"
+        "smultb r7, r12, r4\n\t"
+        "smlabt r11, lr, r5, r11\n\t"
+        "smlad r7, lr, r5, r7\n\t"
+        "add r12, r0, r1\n\t"
+        "ldrd r12, lr, [r12]\n\t"
+        "smlad r11, r12, r6, r11\n\t"
+        "smlatb r7, r12, r6, r7\n\t"
+        "smlabt r11, lr, r8, r11\n\t"
+        "smlad r7, lr, r8, r7\n\t"
+        "add r12, r0, r1, lsl #1\n\t"
+        "ldrd r12, lr, [r12, #4]\n\t"
+        "smlad r11, r12, r9, r11\n\t"
+        "smlatb r7, r12, r9, r7\n\t"
+        "smlabt r11, lr, r10, r11\n\t"
+        "smlad r7, lr, r10, r7\n\t"
+        "strd r11, r7, [r2], #8\n\t"
+        "cmp r2, r3\n\t"
+        "bne 1b\n"
+        : "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3), "+r"(a7)
+        :
+        : "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+#else
+    const int32_t a01 = w[0], a12 = w[1], b01 = w[2], b12 = w[3], c01 = w[4], c12 = w[5];
+    for (int i = 0; i < n; ++i, ++r0, acc += 2) {
+        const int32_t *r1 = (const int32_t *)(const void *)((const char *)r0 + rs);
+        const int32_t *r2 = (const int32_t *)(const void *)((const char *)r1 + rs);
+        int32_t x01 = r0[0], x23 = r0[1];
+        int32_t s0 = te_smlabt(x23, a12, te_smlad(x01, a01, 0)), t1 = te_smlad(x23, a12, te_smlatb(x01, a01, 0));
+        x01 = r1[0], x23 = r1[1];
+        s0 = te_smlabt(x23, b12, te_smlad(x01, b01, s0)), t1 = te_smlad(x23, b12, te_smlatb(x01, b01, t1));
+        x01 = r2[0], x23 = r2[1];
+        s0 = te_smlabt(x23, c12, te_smlad(x01, c01, s0)), t1 = te_smlad(x23, c12, te_smlatb(x01, c01, t1));
+        acc[0] = s0, acc[1] = t1;
+    }
+#endif
+}
+
+TE_INLINE void te_dw3v2_body(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+                             int8_t *out, int8_t *scratch, int mode) {
+    const int C = p->in_c, in_w = p->in_w, in_h = p->in_h, out_w = p->out_w, out_h = p->out_h;
+    const int batches = p->batches, tr = p->kpad != 0;  /* transposed: buffer rows run down the columns */
+    /* the plane as the kernel walks it: nr buffer rows (outer) of nc outputs (inner) */
+    const int nc = tr ? out_h : out_w, nr = tr ? out_w : out_h;
+    const int ic = tr ? in_h : in_w, ir = tr ? in_w : in_h;
+    const int pc = tr ? p->pad_h : p->pad_w, pr = tr ? p->pad_w : p->pad_h;
+    const int32_t si = tr ? (int32_t)in_w * C : C, so = tr ? C : (int32_t)in_w * C;   /* input strides */
+    const int32_t oi = tr ? (int32_t)out_w * C : C, oo = tr ? C : (int32_t)out_w * C;  /* output strides */
+    const int32_t fi = tr ? 3 * C : C, fo = tr ? C : 3 * C;                            /* filter strides */
+    const int W2 = (nc + 4) & ~1;  /* buffer row: nc + 2 columns, even, one spare for an odd nc */
+    const int lsh = p->lsh, npairs = nc >> 1, odd = nc & 1;
+    const int32_t amin = p->act_min, amax = p->act_max, in_off = p->in_off;
+    int16_t *buf = (int16_t *)(void *)scratch;
+    memset(buf, 0, (size_t)(nr + 2) * (size_t)W2 * 2u);
+    int32_t *acc = (int32_t *)(void *)(buf + (nr + 2) * W2);  /* a row's sums: 2 (npairs + odd) words */
+    const int32_t in_pix = in_h * in_w;
+    for (int b = 0; b < batches; ++b) {
+        const int8_t *in_b = in + (int32_t)b * in_pix * C;
+        int8_t *out_b = out + (int32_t)b * out_h * out_w * C;
+        for (int c = 0; c < C; ++c) {
+            for (int j = 0; j < ir; ++j) {
+                const int8_t *src = in_b + (int32_t)j * so + c;
+                int16_t *d = buf + (j + pr) * W2 + pc;
+                int i = 0;
+                for (; i + 1 < ic; i += 2, src += 2 * si) {  /* two pixels a word store (unaligned if pc is odd) */
+                    const uint32_t v = ((uint32_t)(src[0] + in_off) & 0xFFFFu) | ((uint32_t)(src[si] + in_off) << 16);
+                    memcpy(d + i, &v, 4);
+                }
+                if (i < ic) d[i] = (int16_t)(*src + in_off);
+            }
+            int32_t w[6];
+            {
+                const int8_t *f = filter + c;
+                for (int k = 0; k < 3; ++k, f += fo) {
+                    const uint32_t f0 = (uint32_t)(int32_t)f[0] << lsh, f1 = (uint32_t)(int32_t)f[fi] << lsh;
+                    const uint32_t f2 = (uint32_t)(int32_t)f[2 * fi] << lsh;
+                    w[2 * k] = (int32_t)((f0 & 0xFFFFu) | (f1 << 16));
+                    w[2 * k + 1] = (int32_t)((f1 & 0xFFFFu) | (f2 << 16));
+                }
+            }
+            te_rq q = rq[c];
+            q.bias = (int32_t)((uint32_t)q.bias << lsh);
+            int8_t *o = out_b + c;
+            for (int y = 0; y < nr; ++y, o += oo) {
+                /* the sums of a row first (an odd nc's last pair reads the spare column), then te_rq0 for each */
+                te_dw3v2_macs((const int32_t *)(const void *)(buf + y * W2), W2 * 2, acc, npairs + odd, w);
+                int8_t *d = o;
+                for (int i = 0; i < nc; ++i, d += oi) {
+                    *d = te_rq0((int32_t)((uint32_t)acc[i] + (uint32_t)q.bias), q.m2, q.r, q.s1, mode, amin, amax);
+                }
+            }
+        }
+    }
+}
+
+/* Entry points, one per mode (te_kernels_dsp_intrin.h: TE_MODE_*). */
+void te_dwconv3x3v2_s8_dsp_m0(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch) {
+    te_dw3v2_body(p, in, filter, rq, out, scratch, 0);
+}
+
+void te_dwconv3x3v2_s8_dsp_m1(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch) {
+    te_dw3v2_body(p, in, filter, rq, out, scratch, 1);
+}
+
+void te_dwconv3x3v2_s8_dsp_m2(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch) {
+    te_dw3v2_body(p, in, filter, rq, out, scratch, 2);
+}
+
+void te_dwconv3x3v2_s8_dsp_m3(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch) {
+    te_dw3v2_body(p, in, filter, rq, out, scratch, 3);
+}
+
+void te_dwconv3x3v2_s8_dsp_m4(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch) {
+    te_dw3v2_body(p, in, filter, rq, out, scratch, 4);
+}
+
+void te_dwconv3x3v2_s8_dsp_m5(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch) {
+    te_dw3v2_body(p, in, filter, rq, out, scratch, 5);
+}
+
+void te_dwconv3x3v2_s8_dsp_m6(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch) {
+    te_dw3v2_body(p, in, filter, rq, out, scratch, 6);
+}
+
+void te_dwconv3x3v2_s8_dsp_m7(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
+                              const te_rq *rq, int8_t *out, int8_t *scratch) {
+    te_dw3v2_body(p, in, filter, rq, out, scratch, 7);
+}
