@@ -166,7 +166,7 @@ def test_kws_inspect_figures(kws):
     accumulator and column scratch), 16,000 B portable (an385)."""
     a = analyze(kws, [get_board(b) for b in KWS_BOARDS], tflm=False)
     assert (a.macs, a.params, a.weight_bytes) == (2656768, 22604, 31424)
-    assert (a.ram_bytes, a.naive_ram_bytes, a.ram_lower_bound) == (9408, 79840, 9394)
+    assert (a.ram_bytes, a.naive_ram_bytes, a.ram_lower_bound) == (9408, 80096, 9394)  # naive: v2 depthwise scratch
     assert (a.code_bytes, a.code_measured, a.flash_bytes) == (12288, False, 43712)
     assert kws.input.nbytes == 490
     fits = {f["board"]: f for f in a.fits}
