@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -156,6 +157,16 @@ def test_tune_in_qemu_repeatable_never_slower_and_cached(tmp_path, pio_core, mon
     assert "tuned choices from the tuning cache" in res.output
     for t in first.layers:
         assert f"{t.instructions[t.default]:,}" in res.output
+
+    # `run --tune` deploys the same choices (from the cache) and the tuned firmware scores at parity 1
+    x = np.random.default_rng(0).normal(size=(6,) + tuple(graph.input.shape[1:])).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x, y=np.zeros(len(x), dtype=np.int64))
+    res = CliRunner().invoke(cli, ["run", str(model), "--board", BOARD, "--data", str(tmp_path / "data.npz"),
+                                   "-o", str(tmp_path / "run"), "--tune", "--slo", "parity==1"])
+    assert res.exit_code == 0, res.output
+    assert "from the cache, no QEMU run" in res.output
+    manifest = json.loads((tmp_path / "run" / "project" / "tinyedge.json").read_text())
+    assert {r["step"]: r["variant"] for r in manifest["variants"]} == first.choices
 
 
 @pytest.mark.unit

@@ -15,6 +15,7 @@ from .firmware import BuildResult
 from .quantize import QuantizeReport, quantize_model
 from .runners import deploy, runner_for
 from .score import Report, score
+from .tune import tune as tune_layers
 
 log = logging.getLogger("tinyedge.pipeline")
 
@@ -54,6 +55,7 @@ def run_pipeline(
     force: bool = False,
     stall_timeout: float | None = None,
     allow_nonfinite: bool = False,
+    tune: bool = False,
     say: Callable[[str], None] = lambda s: None,
 ) -> RunResult:
     """Quantize (when MODEL is Keras), generate, build with PlatformIO, run (QEMU, or flash and use
@@ -62,6 +64,8 @@ def run_pipeline(
     ``slos``, ``power_trace`` and ``stall_timeout`` are passed to :func:`tinyedge.score.score` (a stalled
     device raises DeviceStalled, the partial report written); ``force`` to
     :func:`tinyedge.firmware.generate_project` (overwrite edited generated files of ``out_dir/project``).
+    ``tune`` picks each layer's kernel by measuring its candidates in QEMU first (:func:`tinyedge.tune.tune`,
+    answered by the tuning cache when the model was tuned before), as ``generate --tune`` does.
     """
     model, data, out_dir = Path(model), Path(data), Path(out_dir)
     board = board if isinstance(board, Board) else get_board(board)
@@ -89,8 +93,15 @@ def run_pipeline(
             line = f"[{step[0]}/5] {line}"
         say(line)
 
+    choices = why = None
+    if tune:
+        tuned = tune_layers(model, board, core_dir=core_dir, say=lambda line: say(f"      tune: {line}"))
+        choices, why = tuned.choices, tuned.why
+        runs = f"{tuned.qemu_runs} QEMU runs" if tuned.qemu_runs else "from the cache, no QEMU run"
+        say(f"      tuned {len(choices)} layers on {tuned.core} ({runs})")
     with deploy(model, board, out_dir / "project", say=numbered, port=port, core_dir=core_dir,
-                force=force, place=place, coordinator=coordinator, place_wait=place_wait) as dep:
+                force=force, place=place, coordinator=coordinator, place_wait=place_wait, choices=choices,
+                why=why) as dep:
         say(f"[5/5] score over {dep.url}")
         report = score(dep.url, data, model=dep.project.graph, board=dep.project.board, out_dir=out_dir / "score",
                        limit=limit, slos=slos, allow_model_mismatch=allow_model_mismatch, progress=progress,

@@ -31,10 +31,13 @@ from .score import print_partial, print_report, stall_option
 @click.option("--allow-nonfinite", is_flag=True,
               help="Score data holding NaN or inf on purpose (NaN is sent as the zero point, +-inf as the "
                    "int8 limits).")
+@click.option("--tune", is_flag=True,
+              help="Measure each layer's candidate kernels in QEMU and keep the fastest (as generate --tune).")
 @stall_option()
 def cmd(model: Path, board_id: str, data: Path, calib: Path | None, limit: int | None, slos: tuple[str, ...],
         config: Path | None, power_trace: Path | None, port: str | None, place: str | None, coordinator: str | None,
-        place_wait: float, out_dir: Path, force: bool, stall_timeout: float | None, allow_nonfinite: bool) -> None:
+        place_wait: float, out_dir: Path, force: bool, stall_timeout: float | None, allow_nonfinite: bool,
+        tune: bool) -> None:
     """The whole pipeline: quantize (Keras), generate, build, emulate or flash, and score.
 
     Exits 1 when an SLO (--slo or the [slo] table of tinyedge.toml) is missed, 3 when the device
@@ -47,7 +50,8 @@ def cmd(model: Path, board_id: str, data: Path, calib: Path | None, limit: int |
         result = run_pipeline(model, board_id, data, out_dir, calib=calib, limit=limit,
                               slos=(*project_slos, *slos), port=port, place=place, coordinator=coordinator,
                               place_wait=place_wait, power_trace=power_trace, force=force,
-                              stall_timeout=stall_timeout, allow_nonfinite=allow_nonfinite, say=click.echo)
+                              stall_timeout=stall_timeout, allow_nonfinite=allow_nonfinite, tune=tune,
+                              say=click.echo)
     except DeviceStalled as exc:
         print_partial(exc, out_dir / "score")
         raise

@@ -9,7 +9,7 @@ The model is loaded once and the in-memory Graph and Board are handed on (``dep.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +39,8 @@ def deploy(model: Graph | Path | str, board: Board | str, workdir: Path | str, *
            say: Callable[[str], None] | None = None, engine: str | None = None, port: str | None = None,
            serial_port: int | None = None, core_dir: Path | None = None,
            force: bool = False, place: str | None = None, coordinator: str | None = None,
-           place_wait: float | None = None) -> Iterator[Deployment]:
+           place_wait: float | None = None, choices: Mapping[int, str] | None = None,
+           why: Mapping[int, str] | None = None) -> Iterator[Deployment]:
     """Generate ``model`` for ``board`` into the project folder ``workdir``, build it with PlatformIO and
     start its runner (:func:`~tinyedge.runners.core.runner_for`: QEMU for emulated boards, ``engine``
     to pick Renode, ``port`` for a real board, which is flashed, ``place`` for a board in a labgrid farm at
@@ -48,7 +49,8 @@ def deploy(model: Graph | Path | str, board: Board | str, workdir: Path | str, *
     The runner is chosen first, so a board that cannot run (a real board without a port, say) fails
     before anything is built. The runner is stopped on exit, also on an exception or Ctrl-C.
     ``say`` gets one line per step; ``core_dir`` is the PlatformIO core folder (default: tinyedge's);
-    ``force`` overwrites generated files the user edited (:func:`~tinyedge.firmware.generate_project`).
+    ``force`` overwrites generated files the user edited and ``choices``/``why`` pick each layer's kernel
+    variant (a :class:`~tinyedge.tune.TuneResult`'s), both passed to :func:`~tinyedge.firmware.generate_project`.
     """
     tell = say or _quiet
     graph = model if isinstance(model, Graph) else load_model(model)
@@ -56,7 +58,8 @@ def deploy(model: Graph | Path | str, board: Board | str, workdir: Path | str, *
     runner = runner_for(board, engine=engine, port=port, serial_port=serial_port, core_dir=core_dir, place=place,
                         coordinator=coordinator, place_wait=place_wait)
     tell(f"generate a PlatformIO project for {board.id}")
-    project = generate_project(graph, board, Path(workdir), mlperf_id=mlperf_id, force=force)
+    project = generate_project(graph, board, Path(workdir), mlperf_id=mlperf_id, force=force, choices=choices,
+                               why=why)
     tell("build: pio run")
     build = build_project(project.path, core_dir=core_dir)
     tell(f"      flash {build.flash_bytes:,} B, RAM {build.ram_bytes:,} B")
