@@ -7,13 +7,14 @@ firmware's ``te-results`` ticks give the executed instructions exactly) and chec
 the tflite_micro interpreter. Host time compares the generated C compiled for the host (the portable
 kernels: the host has no DSP) with the tflite_micro interpreter on the same input, in the same run.
 
-    python -m benchmarks [--models digits kws ad ic vww PATH.tflite ...] [--boards qemu-mps2-an386] --out results.json
+    python -m benchmarks [--models digits kws ad ic vww sww PATH.tflite ...] [--boards qemu-mps2-an386] --out out.json
 
 Models: ``digits`` (the example, trained), ``kws`` and ``ad`` (the MLPerf Tiny reference models in
-../shared/models), ``ic`` and ``vww`` (the MLPerf Tiny ResNet-8 and MobileNetV1 0.25 architectures with
-seeded random weights and a few dead and tiny channels, built by ``benchmarks/models.py``). Each run prints
+../shared/models), ``ic``, ``vww`` and ``sww`` (the MLPerf Tiny ResNet-8, MobileNetV1 0.25 and streaming wake
+word DS-TCN architectures with seeded random weights and a few dead and tiny channels, built by
+``benchmarks/models.py``). Each run prints
 a per-layer instruction table (``te-profile``) per model and variant, and the JSON records carry it as
-``variant_per_layer``. Where the model (kws, ad) or its architecture (ic, vww) was measured with TFLM +
+``variant_per_layer``. Where the model (kws, ad) or its architecture (ic, vww, sww) was measured with TFLM +
 CMSIS-NN on the same QEMU machine (issue 13), a reference table puts those figures next to ours.
 
 Not a test: nothing here asserts a speed. The outputs must match TFLM, or the run fails.
@@ -51,7 +52,7 @@ from .models import cached_model
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_MODELS = ROOT.parent / "shared" / "models"
 BUILTIN = {"kws": SHARED_MODELS / "kws_ref_model.tflite", "ad": SHARED_MODELS / "ad01_int8.tflite"}
-DEFAULT_MODELS = ("digits", "kws", "ad", "ic", "vww")
+DEFAULT_MODELS = ("digits", "kws", "ad", "ic", "vww", "sww")
 DEFAULT_BOARDS = ("qemu-mps2-an386",)
 RECORD_KEYS = ("model", "board", "variant", "instructions", "macs", "mac_per_instr", "ram_bytes", "tflm_arena_bytes",
                "flash_bytes", "weight_bytes", "host_us", "tflm_host_us")
@@ -60,14 +61,15 @@ EXTRA_KEYS = ("variant_per_layer", "reference")
 
 #: TFLM built release for cortex-m4+fp with the CMSIS-NN kernels (the MLPerf Tiny reference submissions'
 #: configuration), measured on qemu-mps2-an386 with -icount shift=0 and the same SysTick method, on the
-#: real MLPerf Tiny models (issue 13's table). For kws and ad that is the model benchmarked here; ic and
-#: vww here are the same architectures with random weights, so their ratios compare kernels, not models.
+#: real MLPerf Tiny models (issue 13's table). For kws and ad that is the model benchmarked here; ic, vww
+#: and sww here are the same architectures with random weights, so their ratios compare kernels, not models.
 REFERENCE_BOARD = "qemu-mps2-an386"
 REFERENCE = {
     "kws": {"instructions": 7_696_480, "arena_bytes": 22_820, "basis": "same model"},
     "ad": {"instructions": 582_960, "arena_bytes": 2_580, "basis": "same model"},
     "ic": {"instructions": 29_863_200, "arena_bytes": 54_996, "basis": "same architecture, random weights"},
     "vww": {"instructions": 24_101_960, "arena_bytes": 100_708, "basis": "same architecture, random weights"},
+    "sww": {"instructions": 2_227_120, "arena_bytes": 16_596, "basis": "same architecture, random weights"},
 }
 #: Host timing rounds run ``--host-iterations`` inferences for models up to this many MACs, fewer above.
 HOST_MACS_BUDGET = 3_000_000
@@ -262,8 +264,8 @@ def json_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
-                    help="digits, kws, ad, ic, vww and/or paths to int8 .tflite files "
-                         "(default: digits kws ad ic vww)")
+                    help="digits, kws, ad, ic, vww, sww and/or paths to int8 .tflite files "
+                         "(default: digits kws ad ic vww sww)")
     ap.add_argument("--boards", nargs="+", default=list(DEFAULT_BOARDS), help="board ids with a QEMU machine")
     ap.add_argument("--variants", nargs="+", default=["dsp", "portable"], choices=["dsp", "portable"])
     ap.add_argument("--out", type=Path, required=True, help="JSON file for the records")

@@ -1,8 +1,9 @@
-"""Keras models of the MLPerf Tiny IC and VWW architectures with random (seeded) weights, quantized to int8.
+"""Keras models of the MLPerf Tiny IC, VWW and SWW architectures with random (seeded) weights, quantized to int8.
 
-The MLPerf Tiny reference models for image classification (ResNet-8 on CIFAR-10) and visual wake words
-(MobileNetV1 alpha=0.25, 96x96) are not in ``../shared/models``; these builders give models of the same
-architecture (same layers, shapes and ops after conversion) so the benchmark measures the same kernels.
+The MLPerf Tiny reference models for image classification (ResNet-8 on CIFAR-10), visual wake words
+(MobileNetV1 alpha=0.25, 96x96) and streaming wake word (a depthwise-separable TCN on 30 x 40 features) are
+not in ``../shared/models``; these builders give models of the same architecture (same layers, shapes and
+ops after conversion) so the benchmark measures the same kernels.
 The weights are random, not trained: instruction counts depend on the shapes and on the per-channel
 requantization constants, not on accuracy. A few output channels are deliberately dead (all-zero
 weights) and a few tiny (weights scaled by 1e-6), as in trained networks: those are the channels whose
@@ -13,7 +14,7 @@ produced by tinyedge's own quantizer (``tinyedge.quantize.quantize_model``), so 
 machine and TensorFlow version give the same bytes. ``cached_model(name, cache)`` builds once into
 ``cache/<name>-<key>/`` where the key hashes this file and the TensorFlow version.
 
-    python -m benchmarks.models --out DIR      # writes DIR/ic.tflite and DIR/vww.tflite
+    python -m benchmarks.models --out DIR      # writes DIR/ic.tflite, DIR/vww.tflite and DIR/sww.tflite
 """
 
 from __future__ import annotations
@@ -97,9 +98,46 @@ def build_vww() -> Any:
     return tf.keras.Model(inputs, outputs, name="vww_mobilenet_v1_025")
 
 
+#: MLPerf Tiny streaming wake word (mlcommons/tiny benchmark/training/streaming_wakeword): 1000 ms clips at
+#: 16 kHz, 64 ms windows every 32 ms -> 1 + (16000 - 1024) // 512 = 30 frames of 40 features (str_ww_util.py
+#: defaults); four depthwise-separable blocks ("ds_tcn" in keras_model.py).
+SWW_FRAMES = 30
+SWW_FEATURES = 40
+#: (pointwise filters, depthwise kernel length in time) of the four blocks: ds_filters and ds_kernel_size.
+SWW_BLOCKS = ((128, 3), (128, 5), (128, 10), (32, 15))
+SWW_CLASSES = 3
+
+
+def build_sww() -> Any:
+    """MLPerf Tiny streaming wake word ("ds_tcn", mlcommons/tiny benchmark/training/streaming_wakeword/
+    keras_model.py): input 30 frames x 1 x 40 features; four blocks of a depthwise conv (k x 1 in time,
+    stride 1, dilation 1, "valid" padding, no bias) then a 1x1 conv (128, 128, 128, 32 filters) with batch
+    normalization and ReLU; flatten; dense 3 with softmax. The kernel lengths 3 + 5 + 10 + 15 (minus 3) make
+    the receptive field exactly the 30-frame window, so time shrinks 30 -> 28 -> 24 -> 15 -> 1 and nothing
+    is left to pool.
+
+    The reference has no streaming state variables: the long-audio evaluation runs the same weights with a
+    variable-length time axis (one output per frame), and the device runs this fixed 30-frame window on the
+    newest features, which is the inference graph built here. Batch normalization is folded into the 1x1
+    conv's bias (the converter does the same); dropout vanishes at inference. Quantized, the graph is
+    DEPTHWISE_CONV_2D / CONV_2D x 4, RESHAPE, FULLY_CONNECTED, SOFTMAX.
+    """
+    tf = _tf()
+    layers = tf.keras.layers
+    inputs = tf.keras.Input(shape=(SWW_FRAMES, 1, SWW_FEATURES), name="features")
+    x = inputs
+    for i, (filters, k) in enumerate(SWW_BLOCKS, start=1):
+        x = layers.DepthwiseConv2D((k, 1), padding="valid", use_bias=False, name=f"block{i}_dw")(x)
+        x = layers.Conv2D(filters, 1, padding="valid", activation="relu", name=f"block{i}_pw")(x)
+    x = layers.Flatten(name="flatten")(x)
+    outputs = layers.Dense(SWW_CLASSES, activation="softmax", name="dense")(x)
+    return tf.keras.Model(inputs, outputs, name="sww_ds_tcn")
+
+
 BUILDERS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "ic": (build_ic, (32, 32, 3)),
     "vww": (build_vww, (96, 96, 3)),
+    "sww": (build_sww, (SWW_FRAMES, 1, SWW_FEATURES)),
 }
 
 
@@ -140,7 +178,7 @@ def randomize(model: Any, rng: np.random.Generator) -> dict[str, dict[str, list[
 
 
 def build(name: str, out: Path, *, seed: int = SEED) -> Path:
-    """Build model ``name`` ("ic" or "vww") with seeded random weights and quantize it to int8 ``out``
+    """Build model ``name`` ("ic", "vww" or "sww") with seeded random weights and quantize it to int8 ``out``
     with tinyedge's quantizer and seeded random calibration data in [0, 1)."""
     if name not in BUILDERS:
         raise ValueError(f"unknown model {name!r}: expected one of {', '.join(BUILDERS)}")

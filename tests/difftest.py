@@ -14,7 +14,7 @@ import pytest
 
 from tinyedge.codegen.cmodel import render_model
 from tinyedge.codegen.host import build_host, run_host
-from tinyedge.link import connect
+from tinyedge.link import DutClient, connect
 from tinyedge.model import Graph, read_model_bytes
 from tinyedge.model.program import build_program
 from tinyedge.oracle import run_tflm
@@ -74,17 +74,23 @@ def check(model: bytes, describe: str, **kw) -> None:
 
 
 def qemu_outputs(graph: Graph, board_id: str, inputs: np.ndarray, workdir: Path, core_dir: Path,
-                 timeout: float = 120.0):
+                 timeout: float = 120.0, then: Callable[[DutClient], None] | None = None):
     """Generate, build (PlatformIO) and run ``graph`` on an emulated board; feed each input row through
-    the serial protocol (te-load, infer, te-results). Returns (int8 outputs, the GeneratedProject)."""
+    the serial protocol (te-load, infer, te-results). Returns (the outputs, int8, int16 or float32 as the model's
+    output, the GeneratedProject). int16 input rows go as two bytes per value, float32 as four, little-endian.
+    float32 outputs come back bit for bit (te-results' outf sends their IEEE bits). ``then(client)``
+    runs after the last row, on the same firmware (more checks without another build)."""
     outs = []
     with deploy(graph, board_id, workdir, engine="qemu", core_dir=core_dir) as dep:
         client = connect(dep.url, connect_timeout=10.0, ready_timeout=20.0)
         try:
             for row in inputs:
-                client.load(np.ascontiguousarray(row).tobytes())
+                row = np.ascontiguousarray(row)
+                client.load(row.astype(row.dtype.newbyteorder("<")).tobytes())
                 client.infer(1, 0, timeout=timeout)
                 outs.append(client.te_results().out.reshape(-1))
+            if then is not None:
+                then(client)
         finally:
             client.close()
-    return np.stack(outs).astype(np.int8), dep.project
+    return np.stack(outs), dep.project

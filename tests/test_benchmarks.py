@@ -1,4 +1,4 @@
-"""The benchmark's table and JSON shaping (unit) and its IC/VWW model builders (slow: TensorFlow)."""
+"""The benchmark's table and JSON shaping (unit) and its IC/VWW/SWW model builders (slow: TensorFlow)."""
 
 from __future__ import annotations
 
@@ -70,6 +70,39 @@ def test_host_rounds_shrink_for_large_models_only():
     assert bench.host_round_iterations(200, 2_670_000) == 200
     assert bench.host_round_iterations(200, 12_500_000) == 48
     assert bench.host_round_iterations(200, 10**9) == 10
+
+
+@pytest.mark.unit
+def test_sww_is_registered_with_the_mlperf_window_and_its_reference():
+    from benchmarks import models  # noqa: PLC0415
+
+    assert "sww" in bench.DEFAULT_MODELS and bench.REFERENCE["sww"]["instructions"] == 2_227_120
+    assert models.BUILDERS["sww"][1] == (30, 1, 40)  # 30 frames (1 s, 64 ms windows every 32 ms) x 40 features
+    # "valid" k x 1 depthwise kernels: the receptive field is exactly the window, time ends at 1
+    lengths = [models.SWW_FRAMES]
+    for _, k in models.SWW_BLOCKS:
+        lengths.append(lengths[-1] - k + 1)
+    assert lengths == [30, 28, 24, 15, 1]
+    macs, c = 0, models.SWW_FEATURES
+    for (filters, k), t in zip(models.SWW_BLOCKS, lengths[1:]):
+        macs += t * c * k + t * c * filters  # depthwise, then pointwise
+        c = filters
+    assert macs + c * models.SWW_CLASSES == 826_368
+
+
+@pytest.mark.slow
+def test_sww_builder_gives_the_ds_tcn_graph_with_dead_and_tiny_channels(tmp_path):
+    from benchmarks import models  # noqa: PLC0415  (the builder needs TensorFlow)
+
+    path = models.build("sww", tmp_path / "sww.tflite")
+    graph = load_model(path)
+    assert tuple(graph.input.shape) == (1, 30, 1, 40) and graph.output.dtype == "INT8"
+    program = build_program(graph)
+    assert program.macs == 826_368
+    assert [s.op.opcode for s in program.steps] == ["DEPTHWISE_CONV_2D", "CONV_2D"] * 4 + ["FULLY_CONNECTED",
+                                                                                          "SOFTMAX"]
+    assert sum((s.consts["shift"] <= -20).sum() for s in program.steps if "shift" in s.consts) >= 8  # tiny channels
+    # Equality with TFLM on the host and in QEMU: `python -m benchmarks --models sww` checks both on every run.
 
 
 @pytest.mark.slow

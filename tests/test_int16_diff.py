@@ -5,6 +5,9 @@ and back) on the host and in QEMU. Models are written with ``tflite_builder`` (n
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,16 +17,18 @@ import pytest
 
 from difftest import qemu_outputs
 from tflite_builder import ACT, PADDING, ModelBuilder, options, out_size
-from tinyedge.boards import get_board
 from tinyedge.codegen.cmodel import render_model
 from tinyedge.codegen.host import build_host
 from tinyedge.errors import UnsupportedModelError
-from tinyedge.firmware.generate import project_sources
+from tinyedge.firmware import generate as generate_module
+from tinyedge.link import connect
 from tinyedge.model import read_model_bytes
+from tinyedge.model.lower.int16 import int16_lut, softmax_luts
 from tinyedge.model.memplan import plan_memory
 from tinyedge.model.program import build_program
 from tinyedge.oracle import run_tflm
 from tinyedge.proc import run
+from tinyedge.runners import deploy
 
 _NP = {"INT8": np.int8, "INT16": np.int16, "FLOAT32": np.float32}
 ACTS = list(ACT)
@@ -269,6 +274,96 @@ def test_int16_logistic_tanh_match_tflm_on_every_input(kind):
                               f"{int(every[0, bad[0]])}: C {int(got[0, bad[0]])}, TFLM {int(expected[0, bad[0]])}")
 
 
+# ---------------------------------------------------------------- SOFTMAX
+
+def softmax_s16_model(shape, in_scale: float, beta: float, out_scale: float = 2.0**-15) -> bytes:
+    b = ModelBuilder()
+    x = b.tensor(shape, "INT16", scale=in_scale, zero_point=0)
+    y = b.tensor(shape, "INT16", scale=out_scale, zero_point=0)
+    b.op("SOFTMAX", [x], [y], options("SoftmaxOptions", beta=beta), "SoftmaxOptions")
+    return b.build([x], [y])
+
+
+def softmax_rows(rng: np.random.Generator, rows: int, depth: int, real_step: float) -> np.ndarray:
+    """Rows whose differences to their maximum span exp's table (about 12 real units: the tail past -10
+    underflows), all-equal rows, rows over the whole int16 range (mostly underflow), narrow rows (+-1.5)
+    and rows of two levels (ties at the maximum); ``real_step`` = input scale * beta."""
+    out = np.empty((rows, depth))
+    for r in range(rows):
+        top = int(rng.integers(-32768, 32768))
+        kind = int(rng.integers(0, 5))
+        if kind == 0:
+            v = top - rng.uniform(0, 12.0 / real_step, size=depth)
+        elif kind == 1:
+            v = np.full(depth, top)
+        elif kind == 2:
+            v = rng.integers(-32768, 32768, size=depth)
+        elif kind == 3:
+            v = top + rng.uniform(-1.5 / real_step, 1.5 / real_step, size=depth)
+        else:
+            v = np.where(rng.random(depth) < 0.5, top, top - rng.uniform(0, 6.0 / real_step))
+        out[r] = v
+    return np.clip(np.round(out), -32768, 32767).astype(np.int16)
+
+
+def softmax_case(seed: int) -> tuple[bytes, np.ndarray, str, int]:
+    """A random SOFTMAX int16 model (rows of 1..100 values under up to 3 leading dimensions, log-uniform
+    input scale, beta 1 or random) and its inputs."""
+    rng = np.random.default_rng(7000 + seed)
+    depth = [1, 100][seed] if seed < 2 else int(rng.integers(2, 101))
+    lead = [int(rng.integers(1, 4)) for _ in range(int(rng.integers(0, 4)))]
+    shape = lead + [depth]
+    scale = float(np.exp(rng.uniform(np.log(1e-5), np.log(1e-2))))
+    beta = 1.0 if seed % 3 == 0 else float(rng.uniform(0.05, 4.0))
+    out_scale = 2.0**-15 * (1 + 0.0009 * (seed % 2))  # TFLM accepts 1/32768 within 0.1%
+    rows = int(np.prod(lead)) if lead else 1
+    x = np.stack([softmax_rows(rng, rows, depth, scale * beta).reshape(-1) for _ in range(8)])
+    return (softmax_s16_model(shape, scale, beta, out_scale), x,
+            f"SOFTMAX int16 seed={seed} shape={shape} scale={scale:.3g} beta={beta:.3g}", depth)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(12))
+def test_int16_softmax_matches_tflm(seed):
+    model, x, desc, depth = softmax_case(seed)
+    got, expected = host_vs_tflm(model, x=x)
+    bad = np.argwhere(got != expected)
+    assert not len(bad), (f"{desc}: sample {bad[0][0]} element {bad[0][1]}: C {got[tuple(bad[0])]}, TFLM "
+                          f"{expected[tuple(bad[0])]} ({len(bad)} of {got.size} differ)")
+    assert depth == 1 or len(np.unique(expected)) > min(3, expected.size // 2), f"{desc}: degenerate outputs"
+
+
+@pytest.mark.slow
+def test_int16_softmax_matches_tflm_on_every_exp_table_input():
+    """Rows (max, max - d) for every d in 0..65535 at scale * beta = 10 / 65535: every index and offset of
+    the exp table, and the reciprocal table over sums from 1 to 2."""
+    d = np.arange(65536)
+    x = np.stack([np.full(65536, 32767), 32767 - d], axis=1).astype(np.int16).reshape(1, -1)
+    for beta in (1.0, 0.37):
+        model = softmax_s16_model((65536, 2), 10.0 / 65535 / beta, beta)
+        got, expected = host_vs_tflm(model, x=x)
+        bad = np.flatnonzero(got != expected)
+        assert not len(bad), (f"SOFTMAX int16 beta={beta}: {len(bad)} of {got.size} differ, first at row "
+                              f"{bad[0] // 2}: C {int(got[0, bad[0]])}, TFLM {int(expected[0, bad[0]])}")
+
+
+@pytest.mark.unit
+def test_int16_softmax_tables_match_the_c_library():
+    """The tables tinyedge derives in Python (float32 steps, exp in double rounded to float32) equal those
+    computed with the C library's expf, which the interpreter's Prepare calls."""
+    libm = ctypes.util.find_library("m")
+    if libm is None:
+        pytest.skip("no C math library")
+    expf = ctypes.CDLL(libm).expf
+    expf.restype, expf.argtypes = ctypes.c_float, [ctypes.c_float]
+    exp_lut, recip_lut = softmax_luts()
+    assert exp_lut.shape == recip_lut.shape == (513,)
+    assert np.array_equal(exp_lut, int16_lut(lambda v: np.float32(expf(float(v))), -10.0, 0.0))
+    # 1 / (1 + x): 32768 saturates to 32767 at x = 0, 16384 at x = 1; exp: 32767 at 0, exp(-10) * 32768 = 1.5
+    assert (int(recip_lut[0]), int(recip_lut[-1]), int(exp_lut[-1])) == (32767, 16384, 32767)
+    assert 1 <= int(exp_lut[0]) <= 2 and np.all(np.diff(exp_lut.astype(int)) >= 0)
+
+
 # ---------------------------------------------------------------- chains and mixed precision
 
 def mixed_model(seed: int, conv: bool = True, float_in: bool = False):
@@ -374,10 +469,33 @@ def test_float_io_int16_matches_tflm(seed):
 def test_int16_ops_without_kernels_are_refused_by_name():
     b = ModelBuilder()
     x = b.tensor((1, 10), "INT16", scale=1e-3, zero_point=0)
-    y = b.tensor((1, 10), "INT16", scale=1 / 32768, zero_point=0)
+    w = b.tensor((1, 10), "INT16", scale=1e-3, zero_point=0)
+    y = b.tensor((1, 10), "INT16", scale=1e-3, zero_point=0)
+    b.op("QUANTIZE", [x], [w])
+    b.op("MUL", [x, w], [y], options("MulOptions"), "MulOptions")
+    with pytest.raises(UnsupportedModelError, match=r"MUL has int16 \(int16x8\) tensors.*keep this layer at int8"):
+        build_program(read_model_bytes(b.build([x], [y]), name="mul16"))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("case", ["input zero point", "output scale", "output zero point", "int8 input"])
+def test_int16_softmax_refuses_what_tflm_refuses(case):
+    """TFLM's int16 SOFTMAX requires input zero point 0 and output scale 1/32768, zero point 0; an int8
+    input with an int16 output has no tinyedge kernel. Each refusal names the problem and what to try."""
+    b = ModelBuilder()
+    x = b.tensor((2, 10), "INT8" if case == "int8 input" else "INT16", scale=1e-3,
+                 zero_point=7 if case == "input zero point" else 0)
+    y = b.tensor((2, 10), "INT16", scale=1 / 256 if case == "output scale" else 1 / 32768,
+                 zero_point=-5 if case == "output zero point" else 0)
     b.op("SOFTMAX", [x], [y], options("SoftmaxOptions", beta=1.0), "SoftmaxOptions")
-    with pytest.raises(UnsupportedModelError, match=r"SOFTMAX has int16 \(int16x8\) tensors.*keep this layer at int8"):
+    with pytest.raises(UnsupportedModelError) as err:
         build_program(read_model_bytes(b.build([x], [y]), name="sm16"))
+    text = str(err.value)
+    want = {"input zero point": r"zero point 7; TFLM's int16 softmax requires 0 \(re-quantize",
+            "output scale": r"scale 1/32768 and zero point 0 \(it has 0.00390625 and 0\).*int16x8 converter",
+            "output zero point": r"scale 1/32768 and zero point 0 \(it has 3.05176e-05 and -5\)",
+            "int8 input": r"INT8 input with INT16 output is not supported.*same activation type"}[case]
+    assert re.search(want, text), text
 
 
 @pytest.mark.unit
@@ -409,13 +527,6 @@ def test_memory_plan_sizes_int16_tensors_at_two_bytes():
                if k >= 0)
 
 
-@pytest.mark.unit
-def test_generate_refuses_int16_model_io_with_what_to_try():
-    model, _ = fc_s16(0)  # int16 input and output
-    with pytest.raises(UnsupportedModelError, match=r"model input tensor .* is INT16.*inference_input_type"):
-        project_sources(read_model_bytes(model, name="io16"), get_board("qemu-mps2-an386"))
-
-
 # ---------------------------------------------------------------- on the emulated board
 
 @pytest.mark.slow
@@ -433,18 +544,87 @@ def test_mixed_int8_int16_model_in_qemu(tmp_path, pio_core, float_in):
     assert np.array_equal(got, expected), f"{desc}: QEMU {got.tolist()} vs TFLM {expected.tolist()}"
 
 
+def softmax_head_model(seed: int = 0) -> tuple[bytes, np.ndarray]:
+    """float32 in -> QUANTIZE float->int16 -> FULLY_CONNECTED int16 (per-channel weights, int64 bias) ->
+    ADD of a broadcast int16 constant -> QUANTIZE int16->int16 -> SOFTMAX int16 -> DEQUANTIZE -> float32
+    out (a classifier head kept at 16 bits), and one input of 8 rows whose amplitudes (0 to 8) take the
+    softmax from uniform through exp's whole table into underflow."""
+    rng = np.random.default_rng(8000 + seed)
+    rows, n_in, n_out = 8, 12, 10
+    amp = np.array([0.0, 0.03, 0.2, 0.5, 1.0, 2.0, 4.0, 8.0])
+    x = (rng.uniform(-1, 1, size=(rows, n_in)) * amp[:, None]).astype(np.float32)
+    w = rng.integers(-127, 128, size=(n_out, n_in))
+    ws = rng.uniform(0.004, 0.02, size=n_out)
+    s_in = 8.0 / 32768
+    real = x @ (w * ws[:, None]).T
+    s_fc = float(np.abs(real).max()) / 20000
+    const_real = rng.uniform(-0.3, 0.3, size=n_out) * float(np.abs(real[4]).max())
+    s_c = float(np.abs(const_real).max()) / 30000
+    s_add = float(np.abs(real).max() + np.abs(const_real).max()) / 28000
+    s_rq = s_add * 1.7
+    beta = 12.0 / float(np.ptp(real[4] + const_real))  # amplitude 1: the row spans about 12 after beta
+    b = ModelBuilder()
+    xf = b.tensor((rows, n_in), "FLOAT32")
+    x16 = b.tensor((rows, n_in), "INT16", scale=s_in, zero_point=0)
+    b.op("QUANTIZE", [xf], [x16])
+    fw = b.tensor((n_out, n_in), "INT8", scale=ws, zero_point=0, data=w)
+    fb = b.tensor((n_out,), "INT64", scale=s_in * ws, zero_point=0, data=rng.integers(-2**14, 2**14, size=n_out))
+    y1 = b.tensor((rows, n_out), "INT16", scale=s_fc, zero_point=0)
+    b.op("FULLY_CONNECTED", [x16, fw, fb], [y1], options("FullyConnectedOptions"), "FullyConnectedOptions")
+    c = b.tensor((n_out,), "INT16", scale=s_c, zero_point=0, data=np.round(const_real / s_c))
+    y2 = b.tensor((rows, n_out), "INT16", scale=s_add, zero_point=0)
+    b.op("ADD", [y1, c], [y2], options("AddOptions"), "AddOptions")
+    y3 = b.tensor((rows, n_out), "INT16", scale=s_rq, zero_point=0)
+    b.op("QUANTIZE", [y2], [y3])
+    y4 = b.tensor((rows, n_out), "INT16", scale=2.0**-15, zero_point=0)
+    b.op("SOFTMAX", [y3], [y4], options("SoftmaxOptions", beta=beta), "SoftmaxOptions")
+    yf = b.tensor((rows, n_out), "FLOAT32")
+    b.op("DEQUANTIZE", [y4], [yf])
+    return b.build([xf], [yf]), x
+
+
+@pytest.mark.slow
+def test_int16_softmax_head_in_qemu(tmp_path, pio_core, monkeypatch):
+    """The softmax head (per-channel FC, broadcast ADD, int16 requantize, SOFTMAX, DEQUANTIZE to a float32
+    output, all int16 inside) gives TFLM's outputs exactly on the host and on qemu-mps2-an386. On the board,
+    the firmware's boot self-test compares every output byte (the float32 values) with the interpreter's
+    for this input: the generator's golden pair is set to it."""
+    if shutil.which("qemu-system-arm") is None:
+        pytest.skip("qemu-system-arm not installed")
+    model, x = softmax_head_model()
+    graph = read_model_bytes(model, name="head16")
+    kernels = [s.kernel for s in build_program(graph).steps]
+    assert {"te_fc_s16", "te_binary_s16", "te_requant_s16_s16", "te_softmax_s16", "te_dequantize_s16_f32"} \
+        <= set(kernels), kernels
+    expected = run_tflm(model, x[None]).reshape(1, -1)
+    got, _ = host_vs_tflm(model, x=x.reshape(1, -1))
+    assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), "host C differs from TFLM"
+    rows = expected.reshape(x.shape[0], -1)
+    assert rows.max(axis=1).min() < 0.3 and rows.max() > 0.99 and rows.min() <= 2.0**-14  # spread to underflow
+    monkeypatch.setattr(generate_module, "golden_vectors_if_available",
+                        lambda program: (x.tobytes(), expected.astype(np.float32).tobytes()))
+    with deploy(graph, "qemu-mps2-an386", tmp_path / "proj", engine="qemu", core_dir=pio_core) as dep:
+        client = connect(dep.url, connect_timeout=10.0, ready_timeout=20.0)
+        try:
+            info = client.info()
+        finally:
+            client.close()
+    assert info.get("selftest") == "ok", f"the board's outputs differ from TFLM's: selftest={info.get('selftest')}"
+
+
 # ---------------------------------------------------------------- what TensorFlow's converter writes
 
 def _keras_int16x8(tf, io_type=None) -> bytes:
     """A small CNN converted model-wide with 16-bit activations (TF 2.21: QUANTIZE float32 -> int16 at the
-    input, CONV/DEPTHWISE/ADD/pools/FC in int16 with int64 biases and per-channel int8 weights)."""
+    input, CONV/DEPTHWISE/ADD/pools/FC in int16 with int64 biases and per-channel int8 weights, SOFTMAX in
+    int16 with output scale 1/32768)."""
     inp = tf.keras.Input((8, 8, 3))
     x = tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
     y = tf.keras.layers.DepthwiseConv2D(3, padding="same")(x)
     z = tf.keras.layers.Add()([x, y])
     z = tf.keras.layers.MaxPooling2D(2)(z)
     z = tf.keras.layers.AveragePooling2D(2)(z)
-    z = tf.keras.layers.Dense(10)(tf.keras.layers.Flatten()(z))
+    z = tf.keras.layers.Softmax()(tf.keras.layers.Dense(10)(tf.keras.layers.Flatten()(z)))
     rng = np.random.default_rng(0)
 
     def rep():
@@ -466,5 +646,6 @@ def test_tf_converter_int16x8_model_matches_tflm():
     for io_type, name in ((None, "float32 I/O"), (tf.int16, "int16 I/O")):
         model = _keras_int16x8(tf, io_type)
         kernels = [s.kernel for s in build_program(read_model_bytes(model, name="k16")).steps]
-        assert {"te_conv2d_s16", "te_dwconv2d_s16", "te_binary_s16", "te_fc_s16"} <= set(kernels), kernels
+        assert {"te_conv2d_s16", "te_dwconv2d_s16", "te_binary_s16", "te_fc_s16", "te_softmax_s16"} <= set(kernels), \
+            kernels
         check16(model, f"TF int16x8 CNN, {name}", samples=4, busy=False)

@@ -27,6 +27,8 @@ CPUS = {
 C_TESTS = {
     "test_kernels": ["te_kernels.c"],
     "test_elementwise": ["te_kernels_elementwise.c", "te_kernels_shape.c", "te_kernels.c"],
+    # includes te_kernels_elementwise.c itself, with the fast ADD built on the host (TE_ADD_FAST)
+    "test_add_fast": ["te_kernels_shape.c", "te_kernels.c"],
     "test_dsp": ["te_kernels_dsp.c", "te_kernels_dsp_dw.c", "te_kernels_dsp_fc.c", "te_kernels.c"],
     # main.c's m-results formatter against the host printf("%.3f"); includes main.c itself, which needs the
     # generated headers (_generated_headers) and -DTE_HOST
@@ -47,7 +49,8 @@ def _generated_headers(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "te_port.h").write_text(project_files(get_board("qemu-mps2-an386"), project_name="t")["src/te_port.h"])
     model = dict(name="unit", sha256="ab" * 32, mlperf_id="ic01", input_bytes=40, output_count=4, output_bytes=4,
-                 input_is_float=0, output_is_float=0, arena_bytes=64, macs=100, input_scale="0.5",
+                 input_is_float=0, output_is_float=0, input_is_int16=0, output_is_int16=0, input_dtype="int8",
+                 output_dtype="int8", arena_bytes=64, macs=100, input_scale="0.5",
                  input_zero_point=-1, output_scale="0.00390625", output_zero_point=-128)
     (folder / "te_model.h").write_text(render("te_model.h.j2", model=model, steps=[{}] * 3, version="0.0.0-unit",
                                                 api=ApiOptions().context()))

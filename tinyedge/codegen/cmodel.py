@@ -155,6 +155,8 @@ def render_model(program: Program, plan: MemoryPlan | None = None, *, mlperf_id:
         name=g.name, sha256=g.sha256, mlperf_id=mlperf_id or mlperf_model_id(g.name),
         input_bytes=x.nbytes, output_count=y.size, output_bytes=y.nbytes,
         input_is_float=int(x.dtype == "FLOAT32"), output_is_float=int(y.dtype == "FLOAT32"),
+        input_is_int16=int(x.dtype == "INT16"), output_is_int16=int(y.dtype == "INT16"),
+        input_dtype=x.dtype.lower(), output_dtype=y.dtype.lower(),
         arena_bytes=max(plan.arena_bytes, 16), naive_bytes=plan.naive_bytes,
         macs=program.macs, weight_bytes=sum(a["size"] * {"int8_t": 1, "int64_t": 8}.get(a["ctype"], 4) for a in arrays),
         input_scale=_float_literal(in_scale), input_zero_point=in_zp,

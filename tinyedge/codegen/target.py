@@ -71,9 +71,14 @@ def _labelled(step: Step | None, name: str, why: str) -> dict[str, Step]:
     return {} if step is None else {name: dataclasses.replace(step, variant=name, why=why)}
 
 
-def _conv_candidates(step: Step) -> dict[str, Step]:
+def _conv_candidates(step: Step, one_px: bool = True) -> dict[str, Step]:
     """CONV_2D's DSP variants, the heuristic's choice first: the pixel-blocked kernels (``dsp-px4``,
-    ``dsp-px5``, ``dsp-px6``: 4, 5 or 6 pixels a pass, assembly loops) by estimated instructions, then ``dsp``."""
+    ``dsp-px5``, ``dsp-px6``: 4, 5 or 6 pixels a pass, assembly loops) by estimated instructions, then ``dsp``;
+    a 1x1 conv on a 1x1 image runs the FULLY_CONNECTED kernels first (:func:`_conv1px_candidates`)."""
+    lead = _conv1px_candidates(step) if one_px else {}
+    if lead:
+        rest = _conv_candidates(step, one_px=False).items()
+        return {**lead, **{k: dataclasses.replace(v, why=v.why.replace("heuristic: ", "")) for k, v in rest}}
     base = _dsp_conv(step)
     if base is None:
         return {}
@@ -110,16 +115,30 @@ def _dsp_conv_px(base: Step, n: int) -> Step:
                                scratch=2 * n * kpad + 4 * n * _PX_CHUNK + (0 if p["pointwise"] else kpad))
 
 
-def _dw_candidates(step: Step) -> dict[str, Step]:
+#: The plane kernels (te_dwconv3x3s2, te_dwconv3x3v2: per-channel set-up, then a row's sums and their
+#: requantization) against the generic one (4 channels a word), measured on VWW (MobileNetV1 0.25, te-profile):
+#: they win from 6x6 outputs a channel (stride 2, 6x6x64: 137,800 instructions against 148,360; stride 1,
+#: 6x6x128: 181,920 against 275,360) and lose on 3x3 planes (stride 2, 3x3x128: 118,400 against 69,160;
+#: stride 1, 3x3x256: 138,720 against 120,000). The heuristic puts the generic kernel first below this.
+DW_PLANE_MIN_OUTPUTS = 16
+
+
+def _dw_candidates(step: Step, one_d: bool = True) -> dict[str, Step]:
     """DEPTHWISE_CONV_2D's DSP variants, the heuristic's choice first: the 3x3 stride-2 kernel, then ``"dsp"``
-    (the 3x3 stride-1 kernel where it applies, else the generic one), then the generic one on its own."""
-    best, s2 = _dsp_dwconv(step), _dsp_dw3x3s2(step)
-    # Measured on VWW (MobileNetV1 0.25): the plane kernel wins from 12x12 outputs a channel (its per-channel
-    # cost dominates small planes: 6x6 with 64 channels runs 10% slower, 3x3 with 128 50% slower).
-    big = s2 is not None and s2.params["out_h"] * s2.params["out_w"] >= 100
-    found = _labelled(s2 if big else None, "dsp-dw3x3s2", "heuristic: 3x3 stride 2 on a large plane, channel "
-                                                          "planes widened once")
-    found.update(_labelled(best, "dsp", "heuristic: the board has the DSP extension"))
+    (the 3x3 stride-1 kernel where it applies, else the generic one), then the generic one on its own; on
+    planes of fewer than DW_PLANE_MIN_OUTPUTS outputs the generic kernel first; a 1-D signal's kernel
+    (:func:`_dw1d_candidate`) before all of them where it applies."""
+    lead = _dw1d_candidate(step) if one_d else {}
+    if lead:
+        return _dw1d_order(lead, _dw_candidates(step, one_d=False))
+    best, s2, generic = _dsp_dwconv(step), _dsp_dw3x3s2(step), _dsp_dwgeneric(step)
+    small = generic is not None and step.params["out_h"] * step.params["out_w"] < DW_PLANE_MIN_OUTPUTS
+    big = s2 is not None and not small
+    found = _labelled(s2 if big else None, "dsp-dw3x3s2", "heuristic: 3x3 stride 2, channel planes widened once, "
+                                                          "a row's sums in an assembly loop")
+    found.update(_labelled(best, "dsp", "heuristic: the board has the DSP extension" + (
+        f" (a plane of fewer than {DW_PLANE_MIN_OUTPUTS} outputs: no per-channel set-up)" if small and best is not None
+        and best.kernel.startswith("te_dwconv2d_") else "")))
     if s2 is not None and not big:
         found.update(_labelled(s2, "dsp-dw3x3s2", "3x3 stride 2, channel planes widened once (small planes: "
                                                   "per-channel overhead)"))
@@ -127,10 +146,24 @@ def _dw_candidates(step: Step) -> dict[str, Step]:
         v2 = _dsp_dw3x3v2(best)
         # Measured (te-profile): never slower than te_dwconv3x3; KWS 25x5x64 322,800 -> 225,600 instructions
         # (walked down its columns), VWW's square planes 0.1-4% fewer (48x48x8 655,040 -> 636,240), same arena.
-        why = ("walked down its columns (a plane taller than wide)" if v2.params["kpad"] else
-               "row sums in an assembly loop, planes widened two pixels a word")
-        found = {**_labelled(v2, "dsp-dw3x3v2", f"heuristic: 3x3 stride 1, {why}"), **found}
-        found.update(_labelled(_dsp_dwgeneric(step), "dsp-generic", "any kernel size, 4 channels a word"))
+        why = ("walked down its columns (a plane taller than wide)" if v2.params["kpad"] & 1 else
+               "row sums in an assembly loop, planes widened " + (
+                   "four channels a word load" if v2.params["kpad"] & 2 else "two pixels a word"))
+        plane = _labelled(v2, "dsp-dw3x3v2", f"heuristic: 3x3 stride 1, {why}")
+        if v2.params["in_c"] % 4 == 0:  # the other widening, for the tuner (whose arena check weighs its RAM)
+            alt = _dsp_dw3x3v2(best, four=not v2.params["kpad"] & 2)
+            plane.update(_labelled(alt, "dsp-dw3x3v2x4", "3x3 stride 1, four channels widened at once: "
+                                                         f"{alt.scratch - v2.scratch:,} B more scratch")
+                         if alt.params["kpad"] & 2 else
+                         _labelled(alt, "dsp-dw3x3v2x1", "3x3 stride 1, one channel widened at a time: "
+                                                         f"{v2.scratch - alt.scratch:,} B less scratch"))
+        if small:
+            lead = _labelled(generic, "dsp-generic", f"heuristic: a plane of fewer than {DW_PLANE_MIN_OUTPUTS} "
+                                                     "outputs, 4 channels a word (no per-channel set-up)")
+            return {**lead, **{k: dataclasses.replace(v, why=v.why.replace("heuristic: ", "")) for k, v in
+                               plane.items()}, **found}
+        found = {**plane, **found}
+        found.update(_labelled(generic, "dsp-generic", "any kernel size, 4 channels a word"))
     return found
 
 
@@ -370,16 +403,28 @@ def _dsp_dw3x3(s: Step) -> Step | None:
         scratch=scratch, inplace=p["in_h"] == p["out_h"] and p["in_w"] == p["out_w"])
 
 
-def _dsp_dw3x3v2(s: Step) -> Step:
+#: te_dwconv3x3v2 widens four channels at once (kpad bit 1) when their three extra int16 planes take at most
+#: this many bytes of scratch. Measured on VWW (te-profile): 6x6x128 181,920 -> 157,760 instructions, 12x12x64
+#: 286,200 -> 261,560, 24x24x32 511,560 -> 480,440 (4,368 B more), 48x48x8 545,000 -> 525,000 (15,600 B more:
+#: left to the tuner, "dsp-dw3x3v2x4"). Transposed walks (KWS's tall planes, where it would raise the arena
+#: peak) do not by default.
+DW3V2_FOUR_BYTES = 4608
+
+
+def _dsp_dw3x3v2(s: Step, four: bool | None = None) -> Step:
     """``te_dwconv3x3v2`` from the ``te_dwconv3x3`` step ``s`` (same constants): a plane taller than wide is
-    walked transposed (``kpad`` = 1: long rows, fewer row set-ups) unless its buffer would be larger; the
-    scratch is that buffer plus one buffer row's int32 sums."""
+    walked transposed (``kpad`` bit 0: long rows, fewer row set-ups) unless its buffer would be larger; a small
+    plane row by row with ``in_c % 4 == 0`` widens four channels at once (bit 1, :data:`DW3V2_FOUR_BYTES`); the
+    scratch is the buffer (four of them) plus one buffer row's int32 sums. ``four`` (with ``in_c % 4 == 0``)
+    overrides the choice of bit 1."""
     p = s.params
     oh, ow = p["out_h"], p["out_w"]
     tall = oh > ow and (ow + 2) * ((oh + 4) & ~1) * 2 <= s.scratch
-    params = {**p, "kpad": 1 if tall else 0}
     n = oh if tall else ow
-    scratch = ((ow + 2) * ((oh + 4) & ~1) * 2 if tall else s.scratch) + 8 * ((n + 1) // 2)
+    plane = (ow + 2) * ((oh + 4) & ~1) * 2 if tall else s.scratch
+    four = p["in_c"] % 4 == 0 and (not tall and 3 * plane <= DW3V2_FOUR_BYTES if four is None else four)
+    params = {**p, "kpad": (1 if tall else 0) | (2 if four else 0)}
+    scratch = (4 if four else 1) * plane + 8 * ((n + 1) // 2)
     return dataclasses.replace(s, kernel=s.kernel.replace("te_dwconv3x3_", "te_dwconv3x3v2_"), params=params,
                                scratch=scratch)
 
@@ -394,10 +439,11 @@ def _dsp_dw3x3s2(s: Step) -> Step | None:
     rows, cols = 2 * p["out_h"] + 1, 2 * p["out_w"] + 2
     if not (0 <= p["pad_h"] < rows and 0 <= p["pad_w"] < cols):
         return None
-    # Output rows per band: as many as DW3S2_BAND_BYTES of int16 rows hold (at least one), so a large plane
-    # needs a small buffer; each band costs one re-widened input row.
-    band = max(1, min(p["out_h"], (DW3S2_BAND_BYTES // (cols * 2) - 1) // 2))
-    scratch = (2 * band + 1) * cols * 2
+    # Output rows per band: as many as DW3S2_BAND_BYTES of int16 rows hold next to one row's int32 sums (at
+    # least one), so a large plane needs a small buffer; each band costs one re-widened input row.
+    sums = 8 * ((p["out_w"] + 1) // 2)
+    band = max(1, min(p["out_h"], ((DW3S2_BAND_BYTES - sums) // (cols * 2) - 1) // 2))
+    scratch = (2 * band + 1) * cols * 2 + sums
     flat = s.consts["filter"].astype(np.int64).reshape(9, c)
     rq = _dw_requant(s, flat, lsh_in_acc=True, max_lsh=7)  # the kernel folds the left shift into int16 weights
     if rq is None:
@@ -438,6 +484,85 @@ def _dsp_dwgeneric(s: Step) -> Step | None:
         consts={"filter": filt, "rq": rows},
         args=["params", "in0", "const:filter", "const:rq@te_rq", "out0", "scratch"],
         scratch=(p["pad_h"] + 1) * p["out_w"] * c, inplace=inplace)
+
+
+
+def _dw1d_candidate(step: Step) -> dict[str, Step]:
+    """``dsp-dw1d`` (``te_dwconv1d``) where it applies: a 1-D signal (a k x 1 filter on W = 1, or 1 x k on
+    H = 1), the heuristic's choice there; else nothing."""
+    return _labelled(_dsp_dw1d(step), "dsp-dw1d", "heuristic: a 1-D signal, each channel's column widened once, "
+                                                   "tap pairs in SMLAD with the weights in registers")
+
+
+def _dw1d_order(lead: dict[str, Step], rest: dict[str, Step]) -> dict[str, Step]:
+    """``dsp-dw1d`` before the other depthwise kernels: measured on SWW (te-profile), it wins on every one of its
+    layers, from 28 outputs a channel (3 taps: 57,480 instructions on te_dwconv2d against 28,320) to one
+    (15 taps, 128 channels: 18,600 against 12,360)."""
+    return {**lead, **{k: dataclasses.replace(v, why=v.why.replace("heuristic: ", "")) for k, v in rest.items()}}
+
+
+def _dsp_dw1d(s: Step) -> Step | None:
+    """``te_dwconv1d``: depth multiplier 1, no dilation, the filter and the signal along one axis (H with W = 1,
+    or W with H = 1), any stride, padding and channel count. The input offset is folded into the bias (padding
+    is the raw zero point), the weights widened to int16 per channel."""
+    p = s.params
+    c = p["in_c"]
+    if p["depth_mult"] != 1 or p["out_c"] != c:
+        return None
+    if p["k_w"] == 1 and p["in_w"] == 1 and p["out_w"] == 1 and p["pad_w"] == 0 and p["dil_h"] == 1:
+        alongw, n_in, n_out, k, stride, pad = 0, p["in_h"], p["out_h"], p["k_h"], p["stride_h"], p["pad_h"]
+    elif p["k_h"] == 1 and p["in_h"] == 1 and p["out_h"] == 1 and p["pad_h"] == 0 and p["dil_w"] == 1:
+        alongw, n_in, n_out, k, stride, pad = 1, p["in_w"], p["out_w"], p["k_w"], p["stride_w"], p["pad_w"]
+    else:
+        return None
+    if pad < 0 or stride < 1 or n_out < 1:
+        return None
+    pairs = (k + 1) // 2
+    flat = s.consts["filter"].astype(np.int64).reshape(k, c)
+    in_off = int(p["in_offset"])
+    raw = _bias(s, c)
+    bound = np.abs(raw) + np.abs(flat).sum(axis=0) * _x_max(in_off)
+    # the kernel starts from acc << lsh (weights and bias shifted here): int16 weights hold up to a shift of 7
+    rq = requant_constants(raw + in_off * flat.sum(axis=0), s.consts["mult"], s.consts["shift"], bound,
+                           p["out_offset"], p["act_min"], p["act_max"], lsh_in_acc=True, max_lsh=7)
+    if rq is None or rq[1] > 7:
+        return None
+    rows, lsh, mode = rq
+    # int16 [channel][tap] << lsh, one zero after it (an odd K's last word load reads one past the end)
+    taps = np.concatenate([(flat.T << lsh).reshape(-1), [0]]).astype(np.int16)
+    rows = rows.copy()
+    rows[:, 0] = (rows[:, 0].astype(np.int64) << lsh).astype(np.uint32).view(np.int32)  # wraps as the kernel's sum
+    params = _conv_params(p, kpad=alongw, pointwise=0, lsh=lsh, mode=mode, in_zp=-in_off, in_off=in_off,
+                          act_min=p["act_min"], act_max=p["act_max"])
+    elems = max(pad + n_in, (n_out - 1) * stride + 2 * pairs + 2)  # te_dwconv1d's E
+    return dataclasses.replace(
+        s, kernel=f"te_dwconv1d_s8_dsp_m{mode}", struct="te_dsp_conv_params", params=params,
+        consts={"filter": taps, "rq": rows},
+        args=["params", "in0", "const:filter", "const:rq@te_rq", "out0", "scratch"],
+        scratch=(2 * elems + 3) // 4 * 4, inplace=n_out <= n_in)
+
+
+
+def _conv1px_candidates(step: Step) -> dict[str, Step]:
+    """A CONV_2D with a 1x1 filter on a 1x1 image (no padding) is a FULLY_CONNECTED layer with per-channel
+    requantization, the same arithmetic: the FULLY_CONNECTED kernels (``fc-*`` names: rows a pass instead of
+    four pixels a pass, of which three would be idle), in :func:`_fc_candidates`' order; else nothing."""
+    p = step.params
+    if not (p["k_h"] == p["k_w"] == 1 and p["in_h"] == p["in_w"] == p["out_h"] == p["out_w"] == 1
+            and p["pad_h"] == p["pad_w"] == 0):
+        return {}
+    oc, ic = p["out_c"], p["in_c"]
+    fc = dataclasses.replace(step, params=dict(batches=p["batches"], filter_offset=0, in_offset=p["in_offset"],
+                                               out_offset=p["out_offset"], act_min=p["act_min"],
+                                               act_max=p["act_max"]),
+                             consts={**step.consts, "filter": step.consts["filter"].reshape(oc, ic)})
+    found = {}
+    for k, v in _fc_candidates(fc).items():
+        name = f"fc-{k.removeprefix('dsp-')}" if k != "dsp" else "fc"
+        why = (v.why.replace("heuristic: ", "heuristic: a 1x1 image, as FULLY_CONNECTED: ", 1)
+               if v.why.startswith("heuristic: ") else f"as FULLY_CONNECTED: {v.why}")
+        found[name] = dataclasses.replace(v, variant=name, why=why)
+    return found
 
 
 def _dsp_fc(s: Step) -> Step | None:

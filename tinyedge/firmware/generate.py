@@ -18,7 +18,7 @@ from ..boards import Board, get_board
 from ..codegen.cmodel import ApiOptions, render_model, runtime_source
 from ..codegen.golden import golden_vectors_if_available
 from ..codegen.target import specialize
-from ..errors import FitError, TinyedgeError, UnsupportedModelError
+from ..errors import FitError, TinyedgeError
 from ..model import Graph, load_model
 from ..model.ir import Program
 from ..model.memplan import MemoryPlan, plan_memory
@@ -89,12 +89,8 @@ def project_sources(graph: Graph, board: Board, *, mlperf_id: str | None = None,
     """
     # The board's fastest exact kernels (DSP where it has it), or the variants a tuner measured.
     program = with_choices(build_program(graph), board, choices, why)
-    int16_io = [f"the model {side} tensor '{graph.tensor(t).name}' is INT16" for side, t in
-                (("input", graph.inputs[0]), ("output", graph.outputs[0])) if graph.tensor(t).dtype == "INT16"]
-    if int16_io:  # main.c's serial protocol moves int8 (or float32) values; int16 layers inside are fine
-        raise UnsupportedModelError(int16_io, "the firmware takes int8 or float32 model I/O: convert with "
-                                    "inference_input_type/inference_output_type int8 or float32 (a QUANTIZE to "
-                                    "int16 inside the model), or run int16 I/O with the host harness")
+    # int16 model I/O needs nothing here: the header's TE_INPUT/OUTPUT_IS_INT16 switch main.c's output
+    # buffer and te-results ("out16=[...]"); inputs move as raw bytes, two per value, little-endian.
     plan = plan_memory(program)
     fit = fit_report(program, plan, board, graph.input.nbytes)
     if not fit.fits:

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -73,8 +74,9 @@ class InferResult:
 
 @dataclass
 class TeResults:
-    """``te-results``: the int8 outputs of the last inference, its timer ticks and the CRC-16 of the
-    input it ran on (None from protocol-1 firmware)."""
+    """``te-results``: the outputs of the last inference (int8, int16 for a model with an int16 output, float32
+    for a float32 output: the exact floats), its timer ticks and the CRC-16 of the input it ran on (None from
+    protocol-1 firmware)."""
 
     out: np.ndarray
     ticks: int
@@ -482,7 +484,7 @@ class DutClient:
         )
 
     def te_results(self) -> TeResults:
-        """``te-results%`` -> int8 outputs and ticks of the last inference."""
+        """``te-results%`` -> outputs (int8 or int16) and ticks of the last inference."""
         return _te_results(P.parse_te_results(self._te("te-results", "te-results-")[0]))
 
     def load(self, data: bytes) -> None:
@@ -580,8 +582,9 @@ class DutClient:
             "check the baud rate and the cable; see raw.log for what was received",
         )
 
-    def iter_stream(self, n: int, timeout: float | None = None) -> Iterator[dict[str, int]]:
-        """``te-stream N``, yielded record by record as the lines arrive (for live monitors).
+    def iter_stream(self, n: int, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """``te-stream N``, yielded record by record as the lines arrive (for live monitors; ``score`` is a float
+        for a model with a float32 output, see :func:`protocol.parse_te_stream`).
 
         Lines lost to corruption are skipped (``seq`` shows the gap); ends at the reply's ``m-ready``.
         An ``e-[...]`` reply raises DeviceError; no end within ``timeout`` per line, CommandTimeout.
@@ -608,7 +611,7 @@ class DutClient:
             if line.kind == P.TE and line.text.startswith("te-s-"):
                 yield P.parse_te_stream(line.text)
 
-    def stream(self, n: int, timeout: float | None = None) -> list[dict[str, int]]:
+    def stream(self, n: int, timeout: float | None = None) -> list[dict[str, Any]]:
         """``te-stream N`` -> one dict per inference; lines lost to corruption are simply missing."""
         return list(self.iter_stream(n, timeout))
 
@@ -624,4 +627,6 @@ class DutClient:
 
 
 def _te_results(d: P.TeResultsFields) -> TeResults:
-    return TeResults(np.asarray(d["out"], dtype=np.int8), d["ticks"], d["in_crc"])
+    if "out_bits" in d:  # float32 outputs: rebuilt from their IEEE bits, so even NaN payloads are the device's
+        return TeResults(np.asarray(d["out_bits"], dtype=np.uint32).view(np.float32), d["ticks"], d["in_crc"])
+    return TeResults(np.asarray(d["out"], dtype=np.int16 if d.get("bits") == 16 else np.int8), d["ticks"], d["in_crc"])

@@ -12,8 +12,9 @@ The ``parse_*`` helpers turn verified payloads into dicts and raise :class:`Prot
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from ..errors import LinkError
 
@@ -267,29 +268,53 @@ def parse_te_info(text: str | list[str]) -> dict[str, str | int]:
     return info
 
 
-_RESULTS = re.compile(r"te-results-ticks=(\d+),out=\[(-?\d+(?:,-?\d+)*)?\](?:,in_crc=([0-9A-F]{4}))?")
+_RESULTS = re.compile(r"te-results-ticks=(\d+),out(16)?=\[(-?\d+(?:,-?\d+)*)?\](?:,in_crc=([0-9A-F]{4}))?")
+_RESULTS_F = re.compile(r"te-results-ticks=(\d+),outf=\[([0-9A-F]{8}(?:,[0-9A-F]{8})*)?\],in_crc=([0-9A-F]{4})")
+
+
+def float32_from_bits(word: int) -> float:
+    """The float32 whose IEEE-754 bits are ``word`` (``0x3F800000`` -> 1.0), as a Python float (exact)."""
+    value: float = struct.unpack("<f", struct.pack("<I", word))[0]
+    return value
 
 
 class TeResultsFields(TypedDict):
-    """A parsed ``te-results`` line."""
+    """A parsed ``te-results`` line; ``bits`` is 16 for the ``out16=[...]`` of a model with an int16 output,
+    32 for the ``outf=[...]`` of a float32 output (absent for int8 outputs). A float32 output's ``out`` holds the
+    floats and ``out_bits`` their IEEE-754 bits as sent (rebuild the exact float32 array from these)."""
 
     ticks: int
-    out: list[int]
+    out: list[int] | list[float]
     in_crc: int | None
+    bits: NotRequired[int]
+    out_bits: NotRequired[list[int]]
 
 
 def parse_te_results(text: str) -> TeResultsFields:
     """``te-results-ticks=T,out=[q0,q1,...],in_crc=XXXX`` -> ``{"ticks": T, "out": [q0, ...], "in_crc": int}``.
 
-    ``in_crc`` (the CRC-16 of the input the inference ran on) is None from protocol-1 firmware.
+    ``in_crc`` (the CRC-16 of the input the inference ran on) is None from protocol-1 firmware. A model with
+    an int16 output sends ``out16=[...]``: its values span int16 and the result has ``"bits": 16``. A float32
+    output sends ``outf=[...]``, each float as its 8 upper-case hex IEEE-754 bits: ``"bits": 32``.
     """
+    mf = _RESULTS_F.fullmatch(text)
+    if mf is not None:
+        words = [int(w, 16) for w in mf.group(2).split(",")] if mf.group(2) else []
+        return {"ticks": int(mf.group(1)), "out": [float32_from_bits(w) for w in words],
+                "in_crc": int(mf.group(3), 16), "bits": 32, "out_bits": words}
     m = _RESULTS.fullmatch(text)
     if m is None:
         raise _bad("te-results", text)
-    out = [int(v) for v in m.group(2).split(",")] if m.group(2) else []
-    if any(not -128 <= v <= 127 for v in out):
+    bits = 16 if m.group(2) else 8
+    out = [int(v) for v in m.group(3).split(",")] if m.group(3) else []
+    lim = 1 << (bits - 1)
+    if any(not -lim <= v < lim for v in out):
         raise _bad("te-results", text)
-    return {"ticks": int(m.group(1)), "out": out, "in_crc": int(m.group(3), 16) if m.group(3) else None}
+    fields: TeResultsFields = {"ticks": int(m.group(1)), "out": out,
+                               "in_crc": int(m.group(4), 16) if m.group(4) else None}
+    if bits == 16:
+        fields["bits"] = 16
+    return fields
 
 
 _LOAD = re.compile(r"te-load-(\d+),([0-9A-F]{4})")
@@ -326,15 +351,18 @@ def parse_te_profile(texts: list[str]) -> dict[str, object]:
     return {"layers": layers, "total_ticks": total, "sum_ticks": sum(d["ticks"] for d in layers)}
 
 
-_STREAM = re.compile(r"te-s-(\d+),(\d+),(\d+),(-?\d+)")
+_STREAM = re.compile(r"te-s-(\d+),(\d+),(\d+),(-?\d+|f[0-9A-F]{8})")
 
 
-def parse_te_stream(text: str) -> dict[str, int]:
-    """``te-s-<seq>,<ticks>,<top class>,<top score q>`` -> dict with those four ints."""
+def parse_te_stream(text: str) -> dict[str, Any]:
+    """``te-s-<seq>,<ticks>,<top class>,<top score q>`` -> dict with those four ints; a model with a float32
+    output sends its top score as ``f`` and the float's 8 hex IEEE-754 bits: ``score`` is then that float."""
     m = _STREAM.fullmatch(text)
     if m is None:
         raise _bad("te-stream", text)
-    seq, ticks, top, score = (int(g) for g in m.groups())
+    seq, ticks, top = (int(g) for g in m.groups()[:3])
+    raw = m.group(4)
+    score: int | float = float32_from_bits(int(raw[1:], 16)) if raw.startswith("f") else int(raw)
     return {"seq": seq, "ticks": ticks, "top": top, "score": score}
 
 

@@ -24,7 +24,7 @@ from typing import Any, cast
 import numpy as np
 
 from ..boards import Board
-from ..data import check_labels, fit_shape, load_npz, quantize_inputs
+from ..data import check_labels, fit_shape, load_npz
 from ..errors import DataError, DeviceStalled, LinkError, ModelError
 from ..link import protocol as P
 from ..link.dut import CommandTimeout, DeviceError, DutClient
@@ -211,10 +211,10 @@ class Monitor:
         try:
             self._connect(self.connect_timeout)
             size = int(self.state.info.get("input_bytes") or 0)
-            if self._inputs is not None and size and size != self._inputs.shape[1]:
+            if self._inputs is not None and size and size != self._inputs[0].nbytes:
                 self._close_client()
                 raise DataError(f"the firmware at {self.url} takes {size} input bytes; the inputs in --data have "
-                                f"{self._inputs.shape[1]}",
+                                f"{self._inputs[0].nbytes}",
                                 "pass the model the firmware was generated from and its data")
         except BaseException:
             self._records_f.close()
@@ -504,8 +504,9 @@ def _load_inputs(data: str | Path, io: ModelIO) -> tuple[np.ndarray, np.ndarray 
     if len(x) == 0:
         raise DataError(f"{data} has no samples", "pass a data file with at least one row in x")
     x = fit_shape(x, io.input_shape[1:], data)
-    xq = quantize_inputs(x, io.input_scale, io.input_zero_point)
-    xq = np.ascontiguousarray(xq.reshape(len(xq), -1)).astype(np.int8)
+    xq = io.device_inputs(x)
+    # int8, or int16 sent two bytes a value, little-endian (an int16x8 model with int16 I/O); float32 four
+    xq = np.ascontiguousarray(xq.reshape(len(xq), -1)).astype(np.dtype(io.input_type).newbyteorder("<"))
     classifier = y is not None and detect_task(io.input_size, io.output_size) == CLASSIFICATION
     check_labels(y, data, num_classes=io.output_size if classifier else None)
     return xq, (np.asarray(y).astype(np.int64) if classifier else None)

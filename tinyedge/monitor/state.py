@@ -102,8 +102,11 @@ class MonitorState:
     def class_name(self, index: int) -> str:
         return self.labels[index] if 0 <= index < len(self.labels) else str(index)
 
-    def confidence(self, score_q: int) -> float:
-        """The top score dequantized with the model's output scale/zero point (int8 softmax: 1/256, -128)."""
+    def confidence(self, score_q: int | float) -> float:
+        """The top score dequantized with the model's output scale/zero point (int8 softmax: 1/256, -128); a
+        float score (a model with a float32 output) is the confidence itself."""
+        if isinstance(score_q, float):
+            return score_q
         return (score_q - self.output_zero_point) * self.output_scale
 
     def on_status(self, status: str, detail: str = "") -> None:
@@ -159,7 +162,8 @@ class MonitorState:
                 if rec.get("latency_ms") is not None:
                     self._lat.append(float(rec["latency_ms"]))
                     self._recent.append(float(rec["latency_ms"]))
-                b = int(min(max(rec["confidence"], 0.0), 0.999999) * HIST_BINS)
+                conf = rec["confidence"]  # NaN only from a float32 output: counted in the lowest bin
+                b = int(min(max(conf, 0.0), 0.999999) * HIST_BINS) if conf == conf else 0
                 self.hist[b] += 1
                 self._preds.append(rec)
                 if "correct" in rec:

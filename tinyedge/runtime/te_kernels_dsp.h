@@ -152,7 +152,8 @@ void te_dwconv3x3_s8_dsp_m7(const te_dsp_conv_params *p, const int8_t *in, const
                             int8_t *out, int8_t *scratch);
 
 /* te_dwconv3x3s2 (3x3, stride 2, no dilation, depth multiplier 1, any channel count): TFLM's [3][3][C] int8 filter;
- * scratch (2 out_h + 1) * (2 out_w + 2) int16, word aligned; not in place. */
+ * scratch (2 b + 1) * (2 out_w + 2) int16 (b = kpad output rows a band, or out_h), then 2 ((out_w + 1) / 2) int32
+ * sums, word aligned; not in place. */
 void te_dwconv3x3s2_s8_dsp_m0(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
                               const te_rq *rq, int8_t *out, int8_t *scratch);
 void te_dwconv3x3s2_s8_dsp_m1(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
@@ -170,9 +171,10 @@ void te_dwconv3x3s2_s8_dsp_m6(const te_dsp_conv_params *p, const int8_t *in, con
 void te_dwconv3x3s2_s8_dsp_m7(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
                               const te_rq *rq, int8_t *out, int8_t *scratch);
 
-/* te_dwconv3x3v2 (as te_dwconv3x3; kpad != 0: the plane walked transposed, down its columns): scratch (r + 2)
- * * ((n + 4) & ~1) int16 with n, r = out_h, out_w if transposed else out_w, out_h, then 2 ((n + 1) / 2) int32
- * sums; may run in place. */
+/* te_dwconv3x3v2 (as te_dwconv3x3; kpad bit 0: the plane walked transposed, down its columns; bit 1, in_c % 4
+ * == 0: four channels widened at once into four buffers): scratch (r + 2) * ((n + 4) & ~1) int16 (four times
+ * with bit 1) with n, r = out_h, out_w if transposed else out_w, out_h, then 2 ((n + 1) / 2) int32 sums; may
+ * run in place. */
 void te_dwconv3x3v2_s8_dsp_m0(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
                               const te_rq *rq, int8_t *out, int8_t *scratch);
 void te_dwconv3x3v2_s8_dsp_m1(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
@@ -242,5 +244,26 @@ void te_fc4x_s8_dsp_m6(const te_dsp_fc_params *p, const int8_t *in, const int8_t
                        int8_t *out, int8_t *scratch);
 void te_fc4x_s8_dsp_m7(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
                        int8_t *out, int8_t *scratch);
+
+/* te_dwconv1d (te_kernels_dsp_dw1d.c): DEPTHWISE_CONV_2D over a 1-D signal, a k x 1 filter on W = 1 (or 1 x k on
+ * H = 1, kpad = 1), no dilation, depth multiplier 1, any stride, padding and channel count. Filter: int16
+ * [channel][tap] << lsh and one zero after it; the bias has input_offset * sum(w) folded in, shifted by lsh too. Scratch: one int16 column of max(pad + in, (out - 1) * stride + 2 * pairs + 2) elements,
+ * word aligned; may run in place. */
+void te_dwconv1d_s8_dsp_m0(const te_dsp_conv_params *p, const int8_t *in, const int16_t *filter, const te_rq *rq,
+                           int8_t *out, int8_t *scratch);
+void te_dwconv1d_s8_dsp_m1(const te_dsp_conv_params *p, const int8_t *in, const int16_t *filter, const te_rq *rq,
+                           int8_t *out, int8_t *scratch);
+void te_dwconv1d_s8_dsp_m2(const te_dsp_conv_params *p, const int8_t *in, const int16_t *filter, const te_rq *rq,
+                           int8_t *out, int8_t *scratch);
+void te_dwconv1d_s8_dsp_m3(const te_dsp_conv_params *p, const int8_t *in, const int16_t *filter, const te_rq *rq,
+                           int8_t *out, int8_t *scratch);
+void te_dwconv1d_s8_dsp_m4(const te_dsp_conv_params *p, const int8_t *in, const int16_t *filter, const te_rq *rq,
+                           int8_t *out, int8_t *scratch);
+void te_dwconv1d_s8_dsp_m5(const te_dsp_conv_params *p, const int8_t *in, const int16_t *filter, const te_rq *rq,
+                           int8_t *out, int8_t *scratch);
+void te_dwconv1d_s8_dsp_m6(const te_dsp_conv_params *p, const int8_t *in, const int16_t *filter, const te_rq *rq,
+                           int8_t *out, int8_t *scratch);
+void te_dwconv1d_s8_dsp_m7(const te_dsp_conv_params *p, const int8_t *in, const int16_t *filter, const te_rq *rq,
+                           int8_t *out, int8_t *scratch);
 
 #endif

@@ -38,6 +38,9 @@ typedef struct {
     int32_t in_zp, out_zp, mult, shift; /* the multiplier has 1/count folded in */
 } te_mean_params;
 
+/* With the DSP extension (or TE_ADD_FAST), an ADD without broadcast whose parameters are TFLM's takes a fast
+ * path (the same outputs, ~28 instead of ~123 Cortex-M4 instructions per element). Without broadcast, out may
+ * be in1 or in2. */
 void te_binary_s8(const te_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 void te_mean_s8(const te_mean_params *p, const int8_t *in, int8_t *out);
 /* out[i] = table[in[i] + 128] */

@@ -271,3 +271,53 @@ void te_tanh_s16(int32_t n, int32_t mult, int32_t left_shift, const uint16_t *ta
         y[i] = (int16_t)(r >> 8);
     }
 }
+
+/* Linear interpolation in a 513-entry table: the top 9 bits of v + 32768 index it, the low 7 bits weigh
+ * the slope to the next entry, rounded (TFLM's int16 LUTLookup). */
+static inline int32_t te_lut513_s16(int32_t v, const int16_t *lut) {
+    const int32_t index = 256 + (v >> 7);
+    const int32_t base = lut[index];
+    const int32_t slope = (int16_t)(lut[index + 1] - base);
+    return (int16_t)(base + ((slope * (v & 0x7F) + 64) >> 7));
+}
+
+static inline int te_clz32_s16(uint32_t x) {
+    int n = 0;
+    if (x == 0) return 32;
+    while (!(x & 0x80000000u)) {
+        x <<= 1;
+        ++n;
+    }
+    return n;
+}
+
+void te_softmax_s16(int32_t outer, int32_t depth, int32_t in_mult, int32_t in_shift, const int16_t *exp_lut,
+                    const int16_t *recip_lut, const void *in, void *out) {
+    const int16_t *x = (const int16_t *)in;
+    int16_t *y = (int16_t *)out;
+    for (int32_t i = 0; i < outer; ++i, x += depth, y += depth) {
+        int32_t mx = -32768;
+        for (int32_t c = 0; c < depth; ++c) mx = TE_S16_MAX(mx, (int32_t)x[c]);
+        /* The row's exponentials (Q0.15) wait in the output; x[c] is read before y[c] is written, so this
+         * holds even in place. Their sum is Q16.15. */
+        int32_t sum = 0;
+        for (int32_t c = 0; c < depth; ++c) {
+            const int32_t scaled = te_mul_by_qm((int32_t)x[c] - mx, in_mult, (int)in_shift) + 32767;
+            const int32_t e = te_lut513_s16(te_clamp_s16(scaled, -32768, 32767), exp_lut);
+            y[c] = (int16_t)e;
+            sum += e;
+        }
+        /* sum normalised to [1, 2) in Q1.15 (sum >= exp(0) > 0), minus 1, re-centred on the table's
+         * [-32768, 32767]: 1 / sum as a Q0.15 scale with headroom_plus_one - 1 bits of exponent. */
+        const int headroom_plus_one = te_clz32_s16((uint32_t)sum);
+        const int32_t shifted = (int32_t)((((int64_t)sum << (headroom_plus_one - 1)) + (1 << 13)) >> 14);
+        const int32_t recip = te_lut513_s16(te_clamp_s16(shifted - ((1 << 15) + (1 << 16)), -32768, 32767),
+                                            recip_lut);
+        const int right_shift = 31 - headroom_plus_one;
+        const int64_t round = (int64_t)1 << (right_shift - 1);
+        for (int32_t c = 0; c < depth; ++c) {
+            const int32_t r = (int32_t)(((int64_t)y[c] * recip + round) >> right_shift);
+            y[c] = te_clamp_s16(r, 0, 32767);
+        }
+    }
+}

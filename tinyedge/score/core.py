@@ -33,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .. import oracle
 from ..boards import Board, get_board
-from ..data import check_labels, fit_shape, load_npz, quantize_inputs
+from ..data import check_labels, fit_shape, load_npz
 from ..errors import DataError, DeviceStalled, LinkError, ModelError
 from ..link import protocol as P
 from ..link.dut import DutClient, TeResults
@@ -90,10 +90,12 @@ class HarvestAborted(LinkError):
     """The port is gone for good (reconnecting failed): the harvest stops instead of failing every sample."""
 
 
-def _oracle(model_bytes: bytes, xq: np.ndarray) -> tuple[np.ndarray | None, str]:
-    """tflite_micro's int8 outputs on ``xq`` (the host reference), or None and why not."""
+def _oracle(model_bytes: bytes, xq: np.ndarray,
+            out_type: type[np.number[Any]] = np.int8) -> tuple[np.ndarray | None, str]:
+    """tflite_micro's outputs (int8, int16 or float32 as the model's output) on ``xq`` (the host reference), or
+    None and why not."""
     try:
-        return np.asarray(oracle.run_tflm(model_bytes, xq)).reshape(len(xq), -1).astype(np.int8), ""
+        return np.asarray(oracle.run_tflm(model_bytes, xq)).reshape(len(xq), -1).astype(out_type), ""
     except Exception as exc:  # the oracle is a measurement aid: scoring goes on without it
         log.warning("tflite_micro could not run the model: %s", exc)
         return None, f"not measured: tflite_micro could not run the model ({exc})"
@@ -163,7 +165,8 @@ def model_io(model_bytes: bytes, path: Path) -> ModelIO:
 
 @dataclass(frozen=True)
 class Inputs:
-    """The test set as the device gets it: float ``x``, its int8 quantization ``xq``, labels ``y``."""
+    """The test set as the device gets it: float ``x``, its quantization ``xq`` (int8, or int16 for an int16
+    input; float32 ``x`` itself for a float32 input), labels ``y``."""
 
     x: np.ndarray
     xq: np.ndarray
@@ -182,7 +185,23 @@ def read_inputs(data: str | Path, io: ModelIO, limit: int | None, *, allow_nonfi
     if len(x) == 0:
         raise DataError(f"{data} has no samples", "pass a data file with at least one row in x")
     x = fit_shape(x, io.input_shape[1:], data)
-    return Inputs(x, quantize_inputs(x, io.input_scale, io.input_zero_point), y)
+    return Inputs(x, io.device_inputs(x), y)
+
+
+def input_bytes(row: np.ndarray) -> bytes:
+    """One quantized input (a row of ``Inputs.xq``) as the device takes it: one byte per int8 value, two
+    (little-endian) per int16 value, four (IEEE-754, little-endian) per float32 value."""
+    return np.ascontiguousarray(row).astype(row.dtype.newbyteorder("<")).tobytes()
+
+
+def same_outputs(device: np.ndarray, reference: np.ndarray) -> bool:
+    """Parity of one sample: equal values, and for float32 outputs equal bits (NaN equals the same NaN,
+    -0.0 differs from 0.0: the kernels are bit-exact, so any difference is a finding)."""
+    if device.dtype == np.float32 or reference.dtype == np.float32:
+        if device.dtype != reference.dtype or device.shape != reference.shape:
+            return False
+        return bool(np.array_equal(device.view(np.uint32), reference.view(np.uint32)))
+    return bool(np.array_equal(device, reference))
 
 
 def resolve_board(board: Board | str | None) -> Board | None:
@@ -230,10 +249,10 @@ def check_device(device: DeviceInfo, graph: Graph, io: ModelIO, board: Board | N
             "flash firmware generated from this model (tinyedge generate/build), pass the model it was "
             "built from, or add --allow-model-mismatch to score anyway (recorded in the report)",
         )
-    if device.input_bytes != io.input_size or device.output_count != io.output_size:
+    if device.input_bytes != io.input_bytes or device.output_count != io.output_size:
         raise ModelMismatchError(
             f"the firmware at {url} takes {device.input_bytes} input bytes and gives "
-            f"{device.output_count} outputs; {graph.name} takes {io.input_size} and gives {io.output_size}",
+            f"{device.output_count} outputs; {graph.name} takes {io.input_bytes} and gives {io.output_size}",
             "score with the model the firmware was generated from",
         )
     if board is not None and device.board != board.id:
@@ -284,7 +303,7 @@ def _harvest(client: DutClient, harvester: _Harvester, device: DeviceInfo, input
         task_id = bar.add_task("score", total=n)
         for i in range(n):  # the next sample without an accepted record: resume point after any failure
             label = int(inputs.y[i]) if inputs.y is not None else None
-            data = np.ascontiguousarray(inputs.xq[i]).astype(np.int8).tobytes()
+            data = input_bytes(inputs.xq[i])
             t0 = time.monotonic()
             try:
                 res = harvester.run(f"sample {i}", _sample_step(client, device, data))
@@ -298,9 +317,9 @@ def _harvest(client: DutClient, harvester: _Harvester, device: DeviceInfo, input
                 rec = Record(index=i, ok=False, error=exc.problem)
                 log.warning("sample %d failed: %s", i, exc.problem)
             else:
-                out = tuple(int(v) for v in res.out)
+                out = tuple(v.item() for v in res.out)  # Python ints, or floats for a float32 output
                 rec = Record(index=i, ticks=int(res.ticks), t=time.time() - got.start, label=label, out=out,
-                             parity=(bool(np.array_equal(res.out, reference[i])) if reference is not None else None))
+                             parity=same_outputs(res.out, reference[i]) if reference is not None else None)
                 took = time.monotonic() - t0
                 slowest = took if slowest is None else max(slowest, took)
                 if stall_timeout is None:
@@ -319,7 +338,7 @@ def _profile(client: DutClient, harvester: _Harvester, device: DeviceInfo, input
     ok = [r.index for r in records if r.ok]
     if not enabled or not ok:
         return None, "not measured (profile disabled)"
-    data = np.ascontiguousarray(inputs.xq[ok[-1]]).astype(np.int8).tobytes()
+    data = input_bytes(inputs.xq[ok[-1]])
     try:
         if device.protocol >= 2:
             harvester.run("te-load for te-profile", lambda: client.load(data))
@@ -396,7 +415,7 @@ def score(
     given_board = resolve_board(board)
     trace = integrate_trace(power_trace, voltage_v=voltage_v) if power_trace is not None else None
     inputs = read_inputs(data, io, limit, allow_nonfinite=allow_nonfinite)
-    reference, reference_note = _oracle(graph.model_bytes, inputs.xq)
+    reference, reference_note = _oracle(graph.model_bytes, inputs.xq, io.output_type)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     raw_log = out_dir / "raw.log"

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import __version__
 from ..boards import Board, get_board
+from ..data import quantize_inputs
 from ..errors import BoardError, ModelError
 from ..model import Graph
 from . import metrics
@@ -52,6 +53,33 @@ class ModelIO:
     output_scale: float
     output_zero_point: int
     output_size: int
+    #: TFLite type names of the I/O tensors: INT8, INT16 (an int16x8 model converted with int16 I/O) or FLOAT32
+    #: (converted without inference_input/output_type: its scale/zero point are then 1.0/0, the values as they are).
+    input_dtype: str = "INT8"
+    output_dtype: str = "INT8"
+
+    @property
+    def input_type(self) -> type[np.number[Any]]:
+        """The numpy type the device takes its input values in (sent little-endian)."""
+        return _NUMPY_TYPES.get(self.input_dtype, np.int8)
+
+    @property
+    def output_type(self) -> type[np.number[Any]]:
+        """The numpy type of the device's output values (te-results)."""
+        return _NUMPY_TYPES.get(self.output_dtype, np.int8)
+
+    def device_inputs(self, x: np.ndarray) -> np.ndarray:
+        """Float inputs ``x`` as the device takes them: quantized as TFLite's QUANTIZE does (int8/int16), or as
+        float32 for a float32 input (the model quantizes them itself)."""
+        if self.input_dtype == "FLOAT32":
+            return np.asarray(x, dtype=np.float32)
+        return quantize_inputs(x, self.input_scale, self.input_zero_point,
+                               np.int16 if self.input_dtype == "INT16" else np.int8)
+
+    @property
+    def input_bytes(self) -> int:
+        """Bytes per input sample on the wire (te-info's ``input_bytes``)."""
+        return self.input_size * np.dtype(self.input_type).itemsize
 
 
 def _size(shape: Sequence[int]) -> int:
@@ -60,16 +88,23 @@ def _size(shape: Sequence[int]) -> int:
 
 
 def graph_io(graph: Graph, where: str | Path | None = None) -> ModelIO:
-    """Input/output shapes and quantization of ``graph``; ModelError unless int8 in and out."""
-    if graph.input.dtype != "INT8" or graph.output.dtype != "INT8":
+    """Input/output shapes and quantization of ``graph``; ModelError unless each side is int8, int16 or float32."""
+    if graph.input.dtype not in _NUMPY_TYPES or graph.output.dtype not in _NUMPY_TYPES:
         raise ModelError(
             f"{where or graph.name} has a {graph.input.dtype.lower()} input and a {graph.output.dtype.lower()} "
-            "output; tinyedge scores int8 models",
-            "quantize it to full-integer int8 (tinyedge quantize)",
+            "output; tinyedge scores int8, int16 and float32 model I/O",
+            "quantize it to full-integer int8 (tinyedge quantize), or convert with inference_input_type and "
+            "inference_output_type int8 (or int16 for an int16x8 model)",
         )
-    (isc, izp), (osc, ozp) = graph.input.q(), graph.output.q()
+    # a float32 side is scored as the floats themselves: scale 1, zero point 0
+    (isc, izp), (osc, ozp) = ((1.0, 0) if t.dtype == "FLOAT32" else t.q() for t in (graph.input, graph.output))
     shape = tuple(int(d) for d in graph.input.shape)
-    return ModelIO(shape, isc, izp, _size(shape), osc, ozp, _size([int(d) for d in graph.output.shape]))
+    return ModelIO(shape, isc, izp, _size(shape), osc, ozp, _size([int(d) for d in graph.output.shape]),
+                   graph.input.dtype, graph.output.dtype)
+
+
+#: The I/O tensor types score, monitor and the firmware's serial protocol move, and their numpy types.
+_NUMPY_TYPES: dict[str, type[np.number[Any]]] = {"INT8": np.int8, "INT16": np.int16, "FLOAT32": np.float32}
 
 
 @dataclass(frozen=True)
@@ -193,8 +228,9 @@ def detect_task(input_size: int, output_size: int) -> str:
 class Record:
     """One inference as harvested. ``ok`` means accepted: its CRC-checked input and result matched.
 
-    ``out`` holds the int8 outputs (score reads them with te-results); a te-stream line (monitor)
-    carries only the device's arg-max ``top``, its int8 ``score_q`` and, dequantized, ``confidence``.
+    ``out`` holds the outputs (score reads them with te-results: ints for int8/int16 outputs, floats for a
+    float32 output); a te-stream line (monitor) carries only the device's arg-max ``top``, its ``score_q``
+    (the output value: int, or float for a float32 output) and, dequantized, ``confidence``.
     ``parity`` is whether ``out`` equals the host reference (tflite_micro) on the same input.
     """
 
@@ -203,9 +239,9 @@ class Record:
     ticks: int | None = None
     t: float | None = None  # seconds from the start of the harvest/session to acceptance
     label: int | None = None
-    out: tuple[int, ...] | None = None
+    out: tuple[float, ...] | None = None
     top: int | None = None
-    score_q: int | None = None
+    score_q: float | None = None
     confidence: float | None = None
     parity: bool | None = None
     error: str | None = None
@@ -227,9 +263,9 @@ class Record:
             ticks=int(row["ticks"]) if row.get("ticks") is not None else None,
             t=float(row["t"]) if row.get("t") is not None else None,
             label=int(row["label"]) if row.get("label") is not None else None,
-            out=tuple(int(v) for v in out) if out is not None else None,
+            out=tuple(_number(v) for v in out) if out is not None else None,
             top=int(row["pred"]) if row.get("pred") is not None and out is None else None,
-            score_q=int(row["score_q"]) if row.get("score_q") is not None else None,
+            score_q=_number(row["score_q"]) if row.get("score_q") is not None else None,
             confidence=float(row["confidence"]) if row.get("confidence") is not None else None,
             parity=bool(row["parity"]) if row.get("parity") is not None else None,
             error=row.get("error"),
@@ -257,6 +293,11 @@ class Record:
         if self.out is not None:
             row["out"] = list(self.out)
         return row
+
+
+def _number(v: Any) -> float:
+    """A records.jsonl output value: floats (a float32 output) stay floats, the rest are ints."""
+    return v if isinstance(v, float) else int(v)
 
 
 # ---------------------------------------------------------------------------------------- tally
@@ -610,7 +651,7 @@ def _how_accuracy(f: _Facts) -> str:
         return ("top-1 over the labelled inputs sent with --data" if f.labelled
                 else "not measured: no labelled inputs (pass --data) ")
     if f.task == CLASSIFICATION:
-        return "top-1: arg-max of the device's int8 outputs vs y; confusion matrix rows are labels"
+        return "top-1: arg-max of the device's outputs vs y; confusion matrix rows are labels"
     return "not measured: no labels, or a single-output model"
 
 
@@ -618,7 +659,8 @@ def _how_parity(f: _Facts) -> str | None:
     if f.source == "monitor":
         return None
     return f.reference_note or (
-        "fraction of samples whose int8 outputs equal tflite_micro's (tinyedge.oracle.run_tflm) exactly")
+        "fraction of samples whose outputs equal tflite_micro's (tinyedge.oracle.run_tflm) exactly (float32 "
+        "outputs: bit for bit)")
 
 
 def _how_psi(f: _Facts) -> str | None:
@@ -729,7 +771,8 @@ def figures(
     roc_auc = None
     conf_what = ("top score (dequantized output of the arg-max class)" if task == CLASSIFICATION else
                  "anomaly score (reconstruction MSE)" if task == ANOMALY_DETECTION else "output")
-    outs = np.array([r.out for r in good], dtype=np.int8) if good and all(r.out is not None for r in good) else None
+    outs = (np.array([r.out for r in good], dtype=io.output_type if io is not None else None)
+            if good and all(r.out is not None for r in good) else None)
     labels = np.array([r.label for r in good]) if good and all(r.label is not None for r in good) else None
     if io is not None and task == CLASSIFICATION:
         if outs is not None:

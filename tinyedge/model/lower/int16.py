@@ -10,6 +10,7 @@ over the int16 range). Kernels: ``tinyedge/runtime/te_kernels_s16.c``.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -384,6 +385,108 @@ def lower_logistic_tanh_s16(g: Graph, op: Operator) -> tuple[Step | None, list[s
                 [f"={n}", f"={mult}", f"={left_shift}", "const:table@uint16_t", "in0", "out0"]), []
 
 
+#: Entries of TFLM's int16 softmax tables: 512 steps over the input range plus one for the last slope.
+SOFTMAX_LUT_SIZE = 513
+#: The int16 softmax rescales input differences so that [-65535, 0] spans exp's table range [-10, 0].
+SOFTMAX_DIFF_RANGE = 10.0 / 65535.0
+#: TFLM's int16 softmax keeps the row's sum of Q0.15 exponentials in an int32: at most 65536 per row.
+SOFTMAX_MAX_DEPTH = 65536
+
+
+def _round_f32(x: np.float32) -> np.float32:
+    """TfLiteRound on a float (roundf): exact, since a float32 plus 0.5 is exact in double."""
+    return np.float32(fx.tflite_round(float(x)))
+
+
+def _expf(x: np.float32) -> np.float32:
+    """expf: exp in double rounded to float32 (what glibc's expf returns on the table's inputs; the tests
+    compare every input with the C library's expf)."""
+    return np.float32(math.exp(float(x)))
+
+
+def _one_over_one_plus_x(x: np.float32) -> np.float32:
+    return np.float32(np.float32(1.0) / np.float32(np.float32(1.0) + x))
+
+
+def int16_lut(func: Any, lo: float, hi: float) -> npt.NDArray[np.int16]:
+    """TFLM's ``gen_lut<float, int16_t, int16_t>`` over [lo, hi] to [-1, 1] in float32 arithmetic, step by
+    step: 512 samples of ``func`` in Q0.15, each moved by half the interpolation's error at the midpoint to
+    the next sample (so interpolation errs evenly), plus ``func(hi)`` for the last slope; saturated to int16."""
+    f32 = np.float32
+    lo32, hi32 = f32(lo), f32(hi)
+    steps = SOFTMAX_LUT_SIZE - 1
+    step = f32((hi32 - lo32) / f32(steps))
+    half = f32(step / f32(2.0))
+    inv = f32(f32(65536.0) / f32(f32(1.0) - f32(-1.0)))  # (int16 max - min + 1) / (output max - min)
+    values = []
+    for i in range(steps):
+        x = f32(lo32 + f32(f32(i) * step))
+        val, mid, nxt = func(x), func(f32(x + half)), func(f32(lo32 + f32(f32(i + 1) * step)))
+        sample = _round_f32(f32(val * inv))
+        interp = _round_f32(f32(f32(f32(nxt * inv) + _round_f32(f32(val * inv))) / f32(2.0)))
+        bias = _round_f32(f32(f32(interp - _round_f32(f32(mid * inv))) / f32(2.0)))
+        values.append(f32(sample - bias))
+    values.append(_round_f32(f32(func(hi32) * inv)))
+    return np.array([min(max(float(v), S16_MIN), S16_MAX) for v in values], dtype=np.int16)
+
+
+@functools.lru_cache(maxsize=1)
+def _softmax_lut_bytes() -> tuple[bytes, bytes]:
+    return int16_lut(_expf, -10.0, 0.0).tobytes(), int16_lut(_one_over_one_plus_x, 0.0, 1.0).tobytes()
+
+
+def softmax_luts() -> tuple[npt.NDArray[np.int16], npt.NDArray[np.int16]]:
+    """The two 513-entry tables TFLM's int16 SOFTMAX builds at Prepare (independent of the model's scales):
+    exp(x) over [-10, 0] and 1 / (1 + x) over [0, 1], both in Q0.15 (computed once per process)."""
+    exp_bytes, recip_bytes = _softmax_lut_bytes()
+    return np.frombuffer(exp_bytes, dtype=np.int16).copy(), np.frombuffer(recip_bytes, dtype=np.int16).copy()
+
+
+def lower_softmax_s16(g: Graph, op: Operator) -> tuple[Step | None, list[str]]:
+    """SOFTMAX int16 -> int16 (CalculateSoftmaxParams for int16 + reference_ops::SoftmaxInt16): the input
+    difference to the row's maximum rescaled by ``scale * beta / (10 / 65535)``, exp and the reciprocal of
+    the sum through TFLM's two interpolated tables: ``te_softmax_s16``."""
+    x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
+    if x.dtype != "INT16":
+        return None, [f"op {op.index} SOFTMAX: {x.dtype} input with {y.dtype} output is not supported (tinyedge's "
+                      "softmax kernels take INT8 -> INT8 or INT16 -> INT16); quantize the layer's input and output "
+                      "with the same activation type"]
+    problems = _io(g, op, [op.inputs[0]], zero_zp=False)
+    if problems:
+        return None, problems
+    if "beta" not in op.options:
+        return None, [f"op {op.index} SOFTMAX: its options (beta) are missing or belong to another op type"]
+    if x.is_const:
+        return None, [f"op {op.index} SOFTMAX: a constant input is not supported (the converter folds such ops)"]
+    if not x.shape or tuple(x.shape) != tuple(y.shape):
+        return None, [f"op {op.index} SOFTMAX: input {list(x.shape)} and output {list(y.shape)} must have the same "
+                      "shape, at least 1-D"]
+    (in_scale, in_zp), (out_scale, out_zp) = x.q(), y.q()
+    if in_zp != 0:
+        problems.append(f"op {op.index} SOFTMAX: the int16 input has zero point {in_zp}; TFLM's int16 softmax "
+                        "requires 0 (re-quantize with symmetric int16 activations, as the int16x8 converter does)")
+    target = np.float32(1.0) / np.float32(32768)
+    if out_zp != 0 or abs(np.float32(out_scale) - target) > np.float32(0.001) * target:
+        problems.append(f"op {op.index} SOFTMAX: the int16 output must have scale 1/32768 and zero point 0 (it has "
+                        f"{out_scale:g} and {out_zp}), as TFLM requires; convert with the int16x8 converter, which "
+                        "writes that quantization for softmax outputs")
+    depth = int(x.shape[-1])
+    if depth > SOFTMAX_MAX_DEPTH:
+        problems.append(f"op {op.index} SOFTMAX: rows of {depth} values exceed {SOFTMAX_MAX_DEPTH} (TFLM's int32 "
+                        "sum of exponentials would overflow); split the row or keep this layer in float")
+    if problems:
+        return None, problems
+    beta = float(np.float32(op.options.get("beta", 1.0)))
+    mult, shift = quant.quantize_multiplier(float(np.float32(in_scale)) * beta / SOFTMAX_DIFF_RANGE)
+    exp_lut, recip_lut = softmax_luts()
+    outer = x.size // depth if depth else 0
+    params = {"outer": outer, "depth": depth, "in_mult": mult, "in_shift": shift}
+    args = [f"={params[k]}" for k in ("outer", "depth", "in_mult", "in_shift")]
+    return Step(op, "te_softmax_s16", [op.inputs[0]], [op.outputs[0]], params,
+                {"exp_lut": exp_lut, "recip_lut": recip_lut}, 0, None,
+                args + ["const:exp_lut", "const:recip_lut", "in0", "out0"]), []
+
+
 #: Op name -> int16x8 lowering.
 LOWERINGS_S16: dict[str, LowerFn] = {
     "CONV_2D": lower_conv_s16,
@@ -396,6 +499,7 @@ LOWERINGS_S16: dict[str, LowerFn] = {
     "DEQUANTIZE": lower_dequantize_s16,
     "LOGISTIC": lower_logistic_tanh_s16,
     "TANH": lower_logistic_tanh_s16,
+    "SOFTMAX": lower_softmax_s16,
 }
 #: Ops whose output only relabels the input's buffer: INT16 in and out is fine.
 ALIAS_OK = ("INT8", "INT16")

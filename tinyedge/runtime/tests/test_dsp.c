@@ -299,6 +299,32 @@ static void test_conv_px(int mode, int in_hw, int in_c, int out_c, int k, int st
     }
 }
 
+/* te_dwconv3x3s2 (kpad: output rows a band, the last band shorter; 0: the whole plane) and te_dwconv3x3v2
+ * (kpad bit 0: walked transposed; bit 1: four channels widened at once) against te_dwconv2d_s8, every mode: odd and even widths (an odd row's extra sum
+ * reads past its row), SAME and VALID, dead, tiny and left-shifted channels on exact rows. */
+static const conv_fn dw3s2_modes[8] = {te_dwconv3x3s2_s8_dsp_m0, te_dwconv3x3s2_s8_dsp_m1, te_dwconv3x3s2_s8_dsp_m2,
+                                       te_dwconv3x3s2_s8_dsp_m3, te_dwconv3x3s2_s8_dsp_m4, te_dwconv3x3s2_s8_dsp_m5,
+                                       te_dwconv3x3s2_s8_dsp_m6, te_dwconv3x3s2_s8_dsp_m7};
+static const conv_fn dw3v2_modes[8] = {te_dwconv3x3v2_s8_dsp_m0, te_dwconv3x3v2_s8_dsp_m1, te_dwconv3x3v2_s8_dsp_m2,
+                                       te_dwconv3x3v2_s8_dsp_m3, te_dwconv3x3v2_s8_dsp_m4, te_dwconv3x3v2_s8_dsp_m5,
+                                       te_dwconv3x3v2_s8_dsp_m6, te_dwconv3x3v2_s8_dsp_m7};
+
+static void test_dw3_plane(int mode, int in_hw, int c, int pad, int stride, int kpad) {
+    te_conv_params p = rand_geometry(in_hw, c, c, 3, stride, 1, pad);
+    pick_range(mode, &p.out_offset, &p.act_min, &p.act_max);
+    te_rand_s8(in, p.batches * in_hw * in_hw * c, -128, 127);
+    te_rand_s8(filter, 9 * c, -127, 127);
+    rand_quant(c, mode);
+    make_rq(c, bias, p.out_offset, mode);
+    te_dsp_conv_params d = dsp_geometry(&p, mode);
+    d.kpad = (int16_t)kpad;
+    te_dwconv2d_s8(&p, in, filter, bias, mult, shift, want);
+    memset(got, 0x55, sizeof got);
+    memset(scratch, 0xA5, sizeof scratch);  /* the buffers' padding must not depend on what was there */
+    (stride == 2 ? dw3s2_modes : dw3v2_modes)[mode](&d, in, filter, rq, got, (int8_t *)scratch);
+    TE_CHECK_S8(got, want, n_out(&p));
+}
+
 int main(void) {
     test_requant_exact();
     for (int mode = 0; mode < 8; ++mode) {
@@ -322,6 +348,14 @@ int main(void) {
         test_conv_px(mode, 8, 5, 17, 2, 1, 1, 0);  /* rows of 10 bytes, 49 pixels: partial blocks */
         test_conv_px(mode, 9, 4, 7, 5, 1, 1, 2);   /* rows expanded in place, one zero k-step past the patch */
         test_conv_px(mode, 10, 16, 9, 3, 2, 1, 1); /* rows expanded in place, stride 2, edges gathered */
+        test_dw3_plane(mode, 9, 5, 1, 2, 0);       /* stride 2, odd width (5), whole plane */
+        test_dw3_plane(mode, 10, 8, 0, 2, 3);      /* VALID, 4 x 4 in bands of 3 and 1 */
+        test_dw3_plane(mode, 8, 3, 1, 2, 1);       /* one output row a band, a padding row in the last */
+        test_dw3_plane(mode, 8, 6, 1, 1, 0);       /* stride 1 v2, row by row, even width */
+        test_dw3_plane(mode, 7, 5, 1, 1, 1);       /* stride 1 v2, transposed, odd */
+        test_dw3_plane(mode, 5, 16, 0, 1, 0);      /* stride 1 v2, VALID, odd (3) */
+        test_dw3_plane(mode, 7, 12, 1, 1, 2);      /* stride 1 v2, four channels widened at once, odd */
+        test_dw3_plane(mode, 6, 8, 0, 1, 3);       /* the same transposed, VALID, even */
     }
     return te_report("test_dsp");
 }
