@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 
 from tflite_builder import ACT, PADDING, ModelBuilder, options, out_size
+from tinyedge.codegen.cmodel import render_model
+from tinyedge.model import read_model_bytes
+from tinyedge.model.program import build_program
 from tinyedge.paths import runtime_dir
 from tinyedge.proc import run
 from tinyedge.render import render
@@ -441,6 +444,27 @@ def build_host_dut(
     exe = workdir / "dut"
     run([gcc, *CFLAGS, "-DTE_HOST", f'-DTE_BOARD_ID="{board}"', f"-DTE_EMULATED={emulated}", "-I", workdir,
          workdir / "main.c", workdir / "te_port.c", workdir / "te_model.c", "-o", exe], what="host build of main.c")
+    return exe
+
+
+def build_model_dut(workdir: Path, model: bytes, *, mlperf_id: str | None = None, opt: str = "-O1",
+                    what: str = "host build of main.c with a generated model") -> Path:
+    """main.c with ``model``'s generated C and the host port, compiled with -Werror in ``workdir``; the
+    executable (serve it with :func:`host_dut`)."""
+    if shutil.which("gcc") is None:
+        pytest.skip("host gcc not available")
+    files = render_model(build_program(read_model_bytes(model, name="m.tflite")), mlperf_id=mlperf_id).files
+    src = workdir / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    for rel, text in files.items():
+        if rel.startswith("src/"):
+            (workdir / rel).write_text(text)
+    (src / "main.c").write_text((runtime_dir() / "main.c").read_text())  # te_version.h comes with the model files
+    (src / "te_port.h").write_text(HOST_PORT_H)
+    (src / "te_port.c").write_text(HOST_PORT_C)
+    exe = workdir / "dut"
+    run(["gcc", "-std=c99", opt, "-Wall", "-Wextra", "-Werror", "-DTE_HOST", '-DTE_BOARD_ID="qemu-mps2-an386"',
+         "-DTE_EMULATED=1", "-I", src, *sorted(src.glob("*.c")), "-o", exe], what=what)
     return exe
 
 

@@ -28,7 +28,7 @@ from tinyedge.model.program import build_program
 from tinyedge.oracle import run_tflm
 from tinyedge.paths import renode_dir
 from tinyedge.pipeline import run_pipeline
-from tinyedge.runners.renode import RENODE_HINT, renode_script, write_renode_files
+from tinyedge.runners.renode import RENODE_HINT, renode_script, robot_suite, write_renode_files
 
 EMULATED = ["qemu-mps2-an385", "qemu-mps2-an386", "qemu-mps2-an500", "qemu-mps2-an505", "qemu-mps3-an547",
             "qemu-netduinoplus2", "qemu-lm3s6965evb", "qemu-microbit"]
@@ -206,6 +206,19 @@ def test_generated_robot_suite_parses(board_id, fleet_model, tmp_path):
     resc = files.resc.read_text()
     assert f"LoadPlatformDescription @{board.emulator['renode']['platform']}" in resc
     assert f"connector Connect {board.emulator['renode']['uart']} te-uart" in resc
+
+
+@pytest.mark.unit
+def test_robot_suite_expects_each_output_type_as_te_results_prints_it():
+    """int8 ``out=``, int16 ``out16=`` and float32 ``outf=`` with the floats' IEEE bits (before, a float output's
+    expected line held the floats truncated to ints and could never match)."""
+    board = get_board(RENODE_BOARDS[0])
+    for values, line in ((np.array([-3, 5], dtype=np.int8), "out=\\\\[\\\\-3,5\\\\]"),
+                         (np.array([-300, 7], dtype=np.int16), "out16=\\\\[\\\\-300,7\\\\]"),
+                         (np.array([1.0, -0.75], dtype=np.float32), "outf=\\\\[3F800000,BF400000\\\\]")):
+        text = robot_suite(board, "fw.elf", model_name="m", model_sha256="ab" * 32, input_bytes=b"\x01",
+                           expected_out=values)
+        assert line in text, (values.dtype, [ln for ln in text.splitlines() if "te-results" in ln])
 
 
 @pytest.mark.unit

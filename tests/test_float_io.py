@@ -14,21 +14,18 @@ import pytest
 from click.testing import CliRunner
 
 from difftest import qemu_outputs
-from helpers import HOST_PORT_C, HOST_PORT_H, host_dut
+from helpers import build_model_dut, host_dut
 from tflite_builder import ModelBuilder, options
 from tinyedge.boards import get_board
 from tinyedge.cli import cli
-from tinyedge.codegen.cmodel import render_model
 from tinyedge.firmware.generate import project_sources
 from tinyedge.link import DutClient
 from tinyedge.link import protocol as P
 from tinyedge.link.dut import _te_results
 from tinyedge.model import read_model_bytes
-from tinyedge.model.program import build_program
 from tinyedge.monitor.state import MonitorState
 from tinyedge.oracle import run_tflm
 from tinyedge.paths import runtime_dir
-from tinyedge.proc import run
 from tinyedge.score.core import input_bytes, read_inputs, same_outputs
 from tinyedge.score.figures import Record, Timing, graph_io
 
@@ -136,22 +133,9 @@ def test_score_sends_float_inputs_and_compares_float_outputs_bitwise(tmp_path):
 def test_score_cli_on_float_io_firmware_has_parity_1_and_accuracy(tmp_path):
     """main.c with the generated float I/O model (host build, -Werror, socket): `tinyedge score` sends float32
     inputs, reads outf results, parity 1.0 (bit for bit) against tflite_micro and the arg-max accuracy."""
-    if shutil.which("gcc") is None:
-        pytest.skip("host gcc not available")
     model = float_fc()
     (tmp_path / "m.tflite").write_bytes(model)
-    files = render_model(build_program(read_model_bytes(model, name="m.tflite"))).files
-    src = tmp_path / "src"
-    src.mkdir()
-    for rel, text in files.items():
-        if rel.startswith("src/"):
-            (tmp_path / rel).write_text(text)
-    (src / "main.c").write_text((runtime_dir() / "main.c").read_text())
-    (src / "te_port.h").write_text(HOST_PORT_H)
-    (src / "te_port.c").write_text(HOST_PORT_C)
-    exe = tmp_path / "dut"
-    run(["gcc", "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", "-DTE_HOST", '-DTE_BOARD_ID="qemu-mps2-an386"',
-         "-DTE_EMULATED=1", "-I", src, *sorted(src.glob("*.c")), "-o", exe], what="host build, float I/O model")
+    exe = build_model_dut(tmp_path, model, what="host build, float I/O model")
     x = float_rows(8, 3)
     ref = run_tflm(model, x.reshape(8, 1, N_IN)).reshape(8, -1)
     y = np.where(np.arange(8) < 6, ref.argmax(axis=1), (ref.argmax(axis=1) + 1) % N_OUT)  # 6 of 8 right

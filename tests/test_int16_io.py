@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from difftest import qemu_outputs
-from helpers import HOST_PORT_C, HOST_PORT_H, fc_model, host_dut
+from helpers import build_model_dut, fc_model, host_dut
 from tflite_builder import PADDING, ModelBuilder, options
 from tinyedge.boards import get_board
 from tinyedge.cli import cli
@@ -26,8 +26,6 @@ from tinyedge.link import protocol as P
 from tinyedge.model import read_model_bytes
 from tinyedge.model.program import build_program
 from tinyedge.oracle import run_tflm
-from tinyedge.paths import runtime_dir
-from tinyedge.proc import run
 from tinyedge.score.core import input_bytes, read_inputs
 from tinyedge.score.figures import graph_io
 
@@ -112,22 +110,9 @@ def test_score_quantizes_and_sends_int16_inputs(tmp_path):
 def test_score_cli_on_int16_io_firmware_has_parity_1_and_accuracy(tmp_path):
     """main.c with the generated int16 I/O model (host build, socket): `tinyedge score` sends int16 inputs,
     reads out16 results, parity 1.0 against tflite_micro and the accuracy of the int16 outputs' arg-max."""
-    if shutil.which("gcc") is None:
-        pytest.skip("host gcc not available")
     model = conv_fc_s16()
     (tmp_path / "m.tflite").write_bytes(model)
-    files = render_model(build_program(read_model_bytes(model, name="m.tflite"))).files
-    src = tmp_path / "src"
-    src.mkdir()
-    for rel, text in files.items():
-        if rel.startswith("src/"):
-            (tmp_path / rel).write_text(text)
-    (src / "main.c").write_text((runtime_dir() / "main.c").read_text())
-    (src / "te_port.h").write_text(HOST_PORT_H)
-    (src / "te_port.c").write_text(HOST_PORT_C)
-    exe = tmp_path / "dut"
-    run(["gcc", "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", "-DTE_HOST", '-DTE_BOARD_ID="qemu-mps2-an386"',
-         "-DTE_EMULATED=1", "-I", src, *sorted(src.glob("*.c")), "-o", exe], what="host build, int16 I/O model")
+    exe = build_model_dut(tmp_path, model, what="host build, int16 I/O model")
     rng = np.random.default_rng(3)
     x = (rng.normal(0, 8000, size=(8, 6, 6, 3)) * SI).astype(np.float32)
     ref = run_tflm(model, quantize_inputs(x, SI, 0, np.int16)).reshape(8, -1)

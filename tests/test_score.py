@@ -11,17 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 import tinyedge.oracle
-from helpers import HOST_PORT_C, HOST_PORT_H, build_host_dut, fake_outputs, host_dut
+from helpers import build_host_dut, build_model_dut, fake_outputs, host_dut
 from tinyedge.boards import get_board
 from tinyedge.cli import cli
-from tinyedge.codegen.cmodel import render_model
 from tinyedge.data import quantize_inputs
 from tinyedge.errors import DataError, SLOError
 from tinyedge.link import DutClient, Transport
-from tinyedge.model import read_model_bytes
-from tinyedge.model.program import build_program
-from tinyedge.paths import runtime_dir
-from tinyedge.proc import run
 from tinyedge.score import ModelMismatchError, evaluate, parse_slo, score
 
 KWS = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "kws_ref_model.tflite"
@@ -207,19 +202,8 @@ def test_real_kws_model_on_host_has_parity_1(tmp_path):
     """main.c with the real generated KWS model code (host build): outputs equal TFLM's exactly."""
     pytest.importorskip("tinyedge.model.program")
 
-    files = render_model(build_program(read_model_bytes(KWS.read_bytes(), name="kws_ref_model")),
-                         mlperf_id="kws01").files
-    src = tmp_path / "src"
-    src.mkdir()
-    for rel, text in files.items():
-        if rel.startswith("src/"):
-            (tmp_path / rel).write_text(text)
-    (src / "main.c").write_text((runtime_dir() / "main.c").read_text())  # te_version.h comes with the model files
-    (src / "te_port.h").write_text(HOST_PORT_H)
-    (src / "te_port.c").write_text(HOST_PORT_C)
-    exe = tmp_path / "dut"
-    run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-DTE_HOST", '-DTE_BOARD_ID="qemu-mps2-an386"',
-         "-DTE_EMULATED=1", "-I", src, *sorted(src.glob("*.c")), "-o", exe], what="host build with the KWS model")
+    exe = build_model_dut(tmp_path, KWS.read_bytes(), mlperf_id="kws01", opt="-O2",
+                          what="host build with the KWS model")
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", x=rng.normal(0, 20, size=(8, 49, 10, 1)).astype(np.float32),
              y=rng.integers(0, 12, 8))

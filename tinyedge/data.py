@@ -191,6 +191,18 @@ def fit_shape(x: np.ndarray, shape: tuple[int, ...], path: str | Path = "data") 
     return x.reshape((len(x),) + tuple(shape))
 
 
+#: The integer tensor types a model's input can have, and their numpy types.
+INT_TYPES: dict[str, type[np.integer[Any]]] = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16}
+
+
+def random_ints(dtype: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Values uniform over the whole range of the integer tensor type ``dtype`` (a TFLite type name; int8 for
+    any other type), as the device takes them: int16 little-endian."""
+    t = INT_TYPES.get(dtype, np.int8)
+    info = np.iinfo(t)
+    return rng.integers(int(info.min), int(info.max) + 1, size=shape).astype(np.dtype(t).newbyteorder("<"))
+
+
 def quantize_inputs(x: np.ndarray, scale: float, zero_point: int,
                     dtype: type[np.signedinteger[Any]] = np.int8) -> np.ndarray:
     """Float inputs to int8 the way TFLite's QUANTIZE does: round half away from zero, add zero point, clamp.

@@ -27,6 +27,7 @@ import numpy as np
 from .analysis import analyze
 from .boards import Board, board_ids, get_board
 from .boards.cores import CORES
+from .data import random_ints
 from .errors import BoardError, TinyedgeError
 from .model import Graph, load_model
 from .runners import deploy, find_places, free_port, parse_tags
@@ -249,10 +250,7 @@ def compatibility_matrix(model: str | Path, boards: str | Iterable[str | Board] 
 def _random_inputs(graph: Any, n: int, path: Path) -> Path:
     """``n`` seeded random int8 inputs for ``graph`` (labels all 0: scoring needs them, accuracy is ignored)."""
     rng = np.random.default_rng(20240611)
-    if graph.input.dtype == "INT16":  # an int16x8 model with int16 I/O: the whole int16 range
-        x = rng.integers(-32768, 32768, size=(n, *graph.input.shape[1:]), dtype=np.int16)
-    else:
-        x = rng.integers(-128, 128, size=(n, *graph.input.shape[1:]), dtype=np.int8)
+    x = random_ints(graph.input.dtype, (n, *graph.input.shape[1:]), rng)  # int16 I/O: the whole int16 range
     np.savez(path, x=x, y=np.zeros(n, dtype=np.int64))
     return path
 

@@ -10,6 +10,7 @@ import logging
 
 import numpy as np
 
+from ..data import random_ints
 from ..errors import OracleError
 from ..model.ir import Program
 from ..model.lower import boundary_quantization
@@ -31,8 +32,7 @@ def golden_input(program: Program) -> np.ndarray:
         scale, zp = boundary_quantization(program, program.input)
         q = rng.integers(-128, 128, size=x.shape)
         return ((q - zp) * np.float32(scale)).astype(np.float32)
-    lo, hi, dtype = {"UINT8": (0, 256, np.uint8), "INT16": (-32768, 32768, np.int16)}.get(x.dtype, (-128, 128, np.int8))
-    return rng.integers(lo, hi, size=x.shape).astype(dtype)
+    return random_ints(x.dtype, tuple(x.shape), rng)
 
 
 def golden_vectors(program: Program) -> tuple[bytes, bytes]:

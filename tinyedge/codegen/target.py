@@ -71,14 +71,23 @@ def _labelled(step: Step | None, name: str, why: str) -> dict[str, Step]:
     return {} if step is None else {name: dataclasses.replace(step, variant=name, why=why)}
 
 
-def _conv_candidates(step: Step, one_px: bool = True) -> dict[str, Step]:
-    """CONV_2D's DSP variants, the heuristic's choice first: the pixel-blocked kernels (``dsp-px4``,
-    ``dsp-px5``, ``dsp-px6``: 4, 5 or 6 pixels a pass, assembly loops) by estimated instructions, then ``dsp``;
-    a 1x1 conv on a 1x1 image runs the FULLY_CONNECTED kernels first (:func:`_conv1px_candidates`)."""
-    lead = _conv1px_candidates(step) if one_px else {}
-    if lead:
-        rest = _conv_candidates(step, one_px=False).items()
-        return {**lead, **{k: dataclasses.replace(v, why=v.why.replace("heuristic: ", "")) for k, v in rest}}
+def _lead_first(lead: dict[str, Step], rest: dict[str, Step]) -> dict[str, Step]:
+    """``lead``'s variants before ``rest``'s (``rest`` as it is when ``lead`` is empty); after a lead, ``rest``
+    no longer holds the heuristic's choice."""
+    if not lead:
+        return rest
+    return {**lead, **{k: dataclasses.replace(v, why=v.why.replace("heuristic: ", "")) for k, v in rest.items()}}
+
+
+def _conv_candidates(step: Step) -> dict[str, Step]:
+    """CONV_2D's DSP variants, the heuristic's choice first: a 1x1 conv on a 1x1 image runs the
+    FULLY_CONNECTED kernels first (:func:`_conv1px_candidates`), then the pixel-blocked ones."""
+    return _lead_first(_conv1px_candidates(step), _conv_px_candidates(step))
+
+
+def _conv_px_candidates(step: Step) -> dict[str, Step]:
+    """The pixel-blocked kernels (``dsp-px4``, ``dsp-px5``, ``dsp-px6``: 4, 5 or 6 pixels a pass, assembly
+    loops) by estimated instructions, then ``dsp`` (im2col GEMM)."""
     base = _dsp_conv(step)
     if base is None:
         return {}
@@ -123,14 +132,18 @@ def _dsp_conv_px(base: Step, n: int) -> Step:
 DW_PLANE_MIN_OUTPUTS = 16
 
 
-def _dw_candidates(step: Step, one_d: bool = True) -> dict[str, Step]:
-    """DEPTHWISE_CONV_2D's DSP variants, the heuristic's choice first: the 3x3 stride-2 kernel, then ``"dsp"``
-    (the 3x3 stride-1 kernel where it applies, else the generic one), then the generic one on its own; on
-    planes of fewer than DW_PLANE_MIN_OUTPUTS outputs the generic kernel first; a 1-D signal's kernel
-    (:func:`_dw1d_candidate`) before all of them where it applies."""
-    lead = _dw1d_candidate(step) if one_d else {}
-    if lead:
-        return _dw1d_order(lead, _dw_candidates(step, one_d=False))
+def _dw_candidates(step: Step) -> dict[str, Step]:
+    """DEPTHWISE_CONV_2D's DSP variants, the heuristic's choice first: a 1-D signal's kernel
+    (:func:`_dw1d_candidate`) where it applies (measured on SWW with te-profile, it wins on every one of its
+    layers, from 28 outputs a channel, 3 taps: 57,480 instructions on te_dwconv2d against 28,320, to one, 15
+    taps, 128 channels: 18,600 against 12,360), then the plane and generic kernels."""
+    return _lead_first(_dw1d_candidate(step), _dw_plane_candidates(step))
+
+
+def _dw_plane_candidates(step: Step) -> dict[str, Step]:
+    """The 3x3 stride-2 kernel, then ``"dsp"`` (the 3x3 stride-1 kernel where it applies, else the generic
+    one), then the generic one on its own; on planes of fewer than DW_PLANE_MIN_OUTPUTS outputs the generic
+    kernel first."""
     best, s2, generic = _dsp_dwconv(step), _dsp_dw3x3s2(step), _dsp_dwgeneric(step)
     small = generic is not None and step.params["out_h"] * step.params["out_w"] < DW_PLANE_MIN_OUTPUTS
     big = s2 is not None and not small
@@ -492,13 +505,6 @@ def _dw1d_candidate(step: Step) -> dict[str, Step]:
     H = 1), the heuristic's choice there; else nothing."""
     return _labelled(_dsp_dw1d(step), "dsp-dw1d", "heuristic: a 1-D signal, each channel's column widened once, "
                                                    "tap pairs in SMLAD with the weights in registers")
-
-
-def _dw1d_order(lead: dict[str, Step], rest: dict[str, Step]) -> dict[str, Step]:
-    """``dsp-dw1d`` before the other depthwise kernels: measured on SWW (te-profile), it wins on every one of its
-    layers, from 28 outputs a channel (3 taps: 57,480 instructions on te_dwconv2d against 28,320) to one
-    (15 taps, 128 channels: 18,600 against 12,360)."""
-    return {**lead, **{k: dataclasses.replace(v, why=v.why.replace("heuristic: ", "")) for k, v in rest.items()}}
 
 
 def _dsp_dw1d(s: Step) -> Step | None:

@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import proc
 from ..boards import Board, get_board, list_boards
+from ..data import random_ints
 from ..errors import BoardError, LinkError, TinyedgeError, ToolError
 from ..model import load_model
 from ..oracle import run_tflm
@@ -85,15 +86,17 @@ def _regex_escape_robot(text: str) -> str:
 def robot_suite(board: Board, elf: Path | str, *, model_name: str, model_sha256: str, input_bytes: bytes,
                 expected_out: list[int] | np.ndarray, timeout_s: int = ROBOT_TIMEOUT_S) -> str:
     """The ``.robot`` suite for one firmware: boot, ``m-init-done``, one inference on ``input_bytes`` whose
-    outputs must equal ``expected_out`` (tflite_micro's: int8, or an int16 array for an int16 output) in the
-    ``te-results`` line."""
+    outputs must equal ``expected_out`` (tflite_micro's: int8, an int16 array for an int16 output, a float32
+    one for a float output) in the ``te-results`` line."""
     data = bytes(input_bytes)
     if not data:
         raise TinyedgeError("the Robot suite needs a non-empty input", "pass the model's input bytes")
     chunks = [data[i:i + DB_CHUNK].hex() for i in range(0, len(data), DB_CHUNK)]
-    values = np.asarray(expected_out)
-    out = "[" + ",".join(str(int(v)) for v in values.reshape(-1)) + "]"
-    key = "out16" if values.dtype == np.int16 else "out"  # te-results names int16 outputs out16
+    values = np.asarray(expected_out).reshape(-1)
+    if values.dtype == np.float32:  # te-results sends a float32 output as its IEEE bits, outf=[3F800000,...]
+        key, out = "outf", "[" + ",".join(f"{int(v):08X}" for v in values.view(np.uint32)) + "]"
+    else:  # ... and names int16 outputs out16
+        key, out = ("out16" if values.dtype == np.int16 else "out"), "[" + ",".join(str(int(v)) for v in values) + "]"
     expected = r"te-results-ticks=\\d+,.*" + key + "=" + _regex_escape_robot(out) + r".*"
     return render("board.robot.j2", board=board, renode=renode_platform(board), elf=str(elf), model_name=model_name,
                   model_sha256=model_sha256, input_bytes=len(data), input_hex=chunks, expected_regex=expected,
@@ -124,10 +127,9 @@ def write_renode_files(project_dir: Path | str, *, seed: int = 0) -> RenodeFiles
 
     graph = load_model(project / "model.tflite")
     rng = np.random.default_rng(seed)
-    if graph.input.dtype == "INT16":  # int16 I/O: two bytes a value, little-endian
-        x = rng.integers(-32768, 32768, size=(1, *graph.input.shape[1:])).astype("<i2")
-    else:
-        x = rng.integers(-128, 128, size=(1, *graph.input.shape[1:]), dtype=np.int8)
+    x = random_ints(graph.input.dtype, (1, *graph.input.shape[1:]), rng)
+    if graph.input.dtype == "FLOAT32":  # a float input (the model quantizes it): int8-range values, exact
+        x = x.astype(np.float32)
     expected = np.asarray(run_tflm(graph.model_bytes, x)).reshape(-1)
     elf = project_elf(project)
     out = project / "renode"

@@ -178,20 +178,26 @@ static uint64_t div_u64_u32(uint64_t n, uint32_t d, uint32_t *rem) {
     return q;
 }
 
+/* A float's IEEE-754 bits (a union: well defined in C99, compiled to a plain register move). */
+static inline uint32_t f32_bits(float v) {
+    union {
+        float f;
+        uint32_t u;
+    } bits;
+    bits.f = v;
+    return bits.u;
+}
+
 TE_SIZE_BEGIN
 /* Exactly what the reference's printf("%0.3f", (double)v) prints, for every float: v's exact binary value
  * rounded to three decimals, ties (exact halves such as 0.0625) to even as C libraries do ("0.062"),
  * "-" for every negative value including those that round to zero ("-0.000"), "inf" and "nan". No
  * floating-point arithmetic at all: the float's bits are a 24-bit integer m times 2^e. */
 static void out_f3(float v) {
-    union {
-        float f;
-        uint32_t u;
-    } bits;
-    bits.f = v;
-    const uint32_t exp_field = (bits.u >> 23) & 0xFFu;
-    const uint32_t mant = bits.u & 0x7FFFFFu;
-    if (bits.u >> 31) {
+    const uint32_t u = f32_bits(v);
+    const uint32_t exp_field = (u >> 23) & 0xFFu;
+    const uint32_t mant = u & 0x7FFFFFu;
+    if (u >> 31) {
         out_c('-');
     }
     if (exp_field == 0xFFu) {
@@ -789,13 +795,9 @@ static void cmd_te_info(void) {
 /* A float output exactly: its IEEE-754 bits as 8 upper-case hex digits (3F800000 is 1.0), so the host
  * rebuilds the identical float32 (NaN payloads and -0.0 included) without any decimal conversion. */
 static void out_f32_bits(float v) {
-    union {
-        float f;
-        uint32_t u;
-    } bits;
-    bits.f = v;
-    out_hex16((uint16_t)(bits.u >> 16));
-    out_hex16((uint16_t)(bits.u & 0xFFFFu));
+    const uint32_t u = f32_bits(v);
+    out_hex16((uint16_t)(u >> 16));
+    out_hex16((uint16_t)(u & 0xFFFFu));
 }
 #endif
 
