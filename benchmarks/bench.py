@@ -71,6 +71,8 @@ REFERENCE = {
     "vww": {"instructions": 24_101_960, "arena_bytes": 100_708, "basis": "same architecture, random weights"},
     "sww": {"instructions": 2_227_120, "arena_bytes": 16_596, "basis": "same architecture, random weights"},
 }
+REFERENCE.update({f"{arch}-live": {**REFERENCE[arch], "basis": "same architecture, no dead channels"}
+                  for arch in ("ic", "vww", "sww")})
 #: Host timing rounds run ``--host-iterations`` inferences for models up to this many MACs, fewer above.
 HOST_MACS_BUDGET = 3_000_000
 
@@ -264,8 +266,8 @@ def json_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
-                    help="digits, kws, ad, ic, vww, sww and/or paths to int8 .tflite files "
-                         "(default: digits kws ad ic vww sww)")
+                    help="digits, kws, ad, ic, vww, sww, ic-live, vww-live, sww-live (no dead channels) and/or "
+                         "paths to int8 .tflite files (default: digits kws ad ic vww sww)")
     ap.add_argument("--boards", nargs="+", default=list(DEFAULT_BOARDS), help="board ids with a QEMU machine")
     ap.add_argument("--variants", nargs="+", default=["dsp", "portable"], choices=["dsp", "portable"])
     ap.add_argument("--out", type=Path, required=True, help="JSON file for the records")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from benchmarks import bench
@@ -78,6 +79,10 @@ def test_sww_is_registered_with_the_mlperf_window_and_its_reference():
 
     assert "sww" in bench.DEFAULT_MODELS and bench.REFERENCE["sww"]["instructions"] == 2_227_120
     assert models.BUILDERS["sww"][1] == (30, 1, 40)  # 30 frames (1 s, 64 ms windows every 32 ms) x 40 features
+    for arch in ("ic", "vww", "sww"):  # the all-live variants: the same builder and reference, their own basis
+        assert models.BUILDERS[f"{arch}-live"] == models.BUILDERS[arch] and models.ALL_LIVE[f"{arch}-live"] == arch
+        ref = bench.REFERENCE[f"{arch}-live"]
+        assert ref["instructions"] == bench.REFERENCE[arch]["instructions"] and "no dead" in ref["basis"]
     # "valid" k x 1 depthwise kernels: the receptive field is exactly the window, time ends at 1
     lengths = [models.SWW_FRAMES]
     for _, k in models.SWW_BLOCKS:
@@ -91,7 +96,7 @@ def test_sww_is_registered_with_the_mlperf_window_and_its_reference():
 
 
 @pytest.mark.slow
-def test_sww_builder_gives_the_ds_tcn_graph_with_dead_and_tiny_channels(tmp_path):
+def test_sww_builder_gives_the_ds_tcn_graph_with_dead_and_tiny_channels_and_sww_live_without(tmp_path):
     from benchmarks import models  # noqa: PLC0415  (the builder needs TensorFlow)
 
     path = models.build("sww", tmp_path / "sww.tflite")
@@ -103,6 +108,21 @@ def test_sww_builder_gives_the_ds_tcn_graph_with_dead_and_tiny_channels(tmp_path
                                                                                           "SOFTMAX"]
     assert sum((s.consts["shift"] <= -20).sum() for s in program.steps if "shift" in s.consts) >= 8  # tiny channels
     # Equality with TFLM on the host and in QEMU: `python -m benchmarks --models sww` checks both on every run.
+
+    # sww-live: the same weights with every channel live (per-channel int8 weights depend on the weights only)
+    live = build_program(load_model(models.build("sww-live", tmp_path / "sww-live.tflite")))
+    differ = 0
+    for a, b in zip(program.steps, live.steps):
+        if a.op.opcode not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            continue
+        axis = 0 if a.op.opcode == "CONV_2D" else a.consts["filter"].ndim - 1
+        fa, fb = (np.moveaxis(s.consts["filter"], axis, 0).reshape(a.params["out_c"], -1) for s in (a, b))
+        assert (fa == 0).all(axis=1).any() and not (fb == 0).all(axis=1).any()  # dead channels, then none
+        same = (fa == fb).all(axis=1)
+        assert same.mean() > 0.8
+        differ += int((~same).sum())
+    assert differ >= 8
+    assert not any((s.consts["shift"] <= -20).any() for s in live.steps if "shift" in s.consts)
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ instructions on randomized multi-layer chains and on KWS, driven over the serial
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
@@ -324,7 +325,116 @@ def test_px_conv_kernels_in_qemu_match_tflm(tmp_path, pio_core, monkeypatch):
     kernels = [s.kernel for s in project.program.steps]
     assert [k.split("_m")[0][-3:] for k in kernels] == ["px4", "px5", "px6", "px4", "px5"], kernels
     assert any(s.params["mode"] & 4 for s in project.program.steps), "the dead/tiny channels take exact rows"
+    # layers 1 and 4 share te_conv2d_s8_dsp_px5: layer 1 (mode 1 alone) runs layer 4's clamp too
+    alone = [f[forced[i]].params["mode"] for i, f in enumerate(target.model_candidates(build_program(graph),
+                                                                                      get_board(BOARD)))]
+    assert alone[1] == 1 and kernels[1] == kernels[4] == "te_conv2d_s8_dsp_px5_m3", (alone, kernels)
     assert np.array_equal(got, run_tflm(model, x).reshape(len(x), -1)), f"{desc}: {kernels}"
+
+
+# ----------------------------------- flash: kernel code shared across a model's layers (model_candidates)
+
+def tcn_conv_chain(dead: bool = False) -> tuple[bytes, str]:
+    """SWW's CONV_2D shapes on one signal: 1x1 over 28, 24 and 15 time steps, the k x 1 convs between
+    shrinking it; the per-layer heuristic would take three different pixel-block sizes."""
+    rng = np.random.default_rng(29)
+    b = ModelBuilder()
+    shape, in_s = (1, 28, 1, 16), 0.05
+    ti = t = b.tensor(shape, scale=in_s, zero_point=-3)
+    for oc, k, act in ((24, 1, "RELU"), (16, 5, "NONE"), (24, 1, "RELU"), (16, 10, "NONE"), (24, 1, "NONE")):
+        t, shape, in_s = _conv_layer(b, rng, t, shape, in_s, oc, (k, 1), (1, 1), 1, "VALID", act, dead)
+    return b.build([ti], [t]), f"tcn conv chain dead={dead}"
+
+
+def fc_chain(widths: tuple[int, ...], acts: tuple[str, ...]) -> bytes:
+    """FULLY_CONNECTED layers of the given widths (the first is the input depth)."""
+    rng = np.random.default_rng(len(widths))
+    b = ModelBuilder()
+    in_s = 0.05
+    ti = t = b.tensor((1, widths[0]), scale=in_s, zero_point=5)
+    for depth, units, act in zip(widths, widths[1:], acts):
+        f_scales = rng.uniform(0.002, 0.02, size=units).astype(np.float32)
+        out_s = rand_out_scale(rng, in_s, float(f_scales.mean()), depth)
+        tw = b.tensor((units, depth), data=rng.integers(-127, 128, size=(units, depth), dtype=np.int8),
+                      scale=f_scales, zero_point=0)
+        tb = b.tensor((units,), "INT32", data=rng.integers(-3000, 3000, size=units).astype(np.int32),
+                      scale=in_s * f_scales.astype(np.float64), zero_point=0)
+        to = b.tensor((1, units), scale=out_s, zero_point=int(rng.integers(-20, 20)))
+        b.op("FULLY_CONNECTED", [t, tw, tb], [to], options("FullyConnectedOptions", fusedActivationFunction=ACT[act]),
+             "FullyConnectedOptions")
+        t, in_s = to, out_s
+    return b.build([ti], [t])
+
+
+@pytest.mark.unit
+def test_a_model_links_one_pixel_block_size_the_cheapest_in_all():
+    board = get_board(BOARD)
+    program = build_program(read_model_bytes(tcn_conv_chain()[0], name="tcn"))
+    alone = [next(iter(candidates(s, board))) for s in program.steps]
+    assert len(set(alone)) > 1 and all(a.startswith("dsp-px") for a in alone), alone  # what the rule is for
+    found = target.model_candidates(program, board)
+    firsts = {next(iter(f)) for f in found}
+    assert len(firsts) == 1, firsts
+    n = int(firsts.pop().removeprefix("dsp-px"))
+    totals = {m: sum(target._px_estimate(f[f"dsp-px{m}"].params, m) for f in found) for m in (4, 5, 6)}
+    assert totals[n] == min(totals.values()) and totals[n] > sum(
+        min(target._px_estimate(f[v].params, int(v[-1])) for v in ("dsp-px4", "dsp-px5", "dsp-px6")) for f in found)
+    assert all(next(iter(f.values())).why.startswith(f"heuristic: {n} pixels a pass") for f in found)
+    assert all(not v.why.startswith("heuristic") for f in found for v in list(f.values())[1:])
+    kernels = {s.kernel.split("_m")[0] for s in specialize(program, board).steps}
+    assert kernels == {f"te_conv2d_s8_dsp_px{n}"}
+    # the tuner still measures every size: each layer keeps all its candidates
+    assert [set(f) for f in found] == [set(candidates(s, board)) for s in program.steps]
+
+
+@pytest.mark.unit
+def test_four_row_fc_only_where_the_model_gives_it_enough_macs():
+    board = get_board(BOARD)
+    small = build_program(read_model_bytes(fc_chain((32, 64, 40), ("RELU", "NONE")), name="s"))  # 4,608 MACs
+    assert [next(iter(candidates(s, board))) for s in small.steps] == ["dsp-fc4x", "dsp-fc4x"]
+    found = target.model_candidates(small, board)
+    assert [next(iter(f)) for f in found] == ["dsp", "dsp"]
+    assert "fewer than 16,384" in next(iter(found[0].values())).why
+    big = build_program(read_model_bytes(fc_chain((32, 160, 128), ("RELU", "NONE")), name="b"))  # 25,600 MACs
+    assert [next(iter(f)) for f in target.model_candidates(big, board)] == ["dsp-fc4x", "dsp-fc4x"]
+
+
+@pytest.mark.unit
+def test_layers_on_one_kernel_share_its_entry_point_except_for_exact_rows():
+    board = get_board(BOARD)
+    portable = build_program(read_model_bytes(fc_chain((32, 64, 40), ("RELU", "NONE")), name="s"))
+    alone = [next(iter(target.model_candidates(portable, board)[i].values())).params["mode"] for i in (0, 1)]
+    assert alone == [2, 1]  # RELU above the zero point: a clamp, no fix-up; no activation: the fix-up only
+    program = specialize(portable, board)
+    assert [s.params["mode"] for s in program.steps] == [3, 3]
+    assert {s.kernel for s in program.steps} == {"te_fc_s8_dsp_m3"}
+    step = program.steps[0]
+    steps = [dataclasses.replace(step, kernel=f"te_conv2d_s8_dsp_px6_m{m}", params={**step.params, "mode": m})
+             for m in (0, 1, 2, 4, 5)]
+    steps.append(dataclasses.replace(step, kernel="te_conv2d_s16_dsp_m0", params={**step.params, "mode": 0}))
+    shared = target.share_modes(steps)
+    assert [s.kernel[-2:] for s in shared] == ["m3", "m3", "m3", "m5", "m5", "m0"]
+    assert [s.params["mode"] for s in shared] == [3, 3, 3, 5, 5, 0]
+    # te_fc4 runs te_fc4x's body: one mode for both
+    pair = [dataclasses.replace(step, kernel=k, params={**step.params, "mode": int(k[-1])})
+            for k in ("te_fc4_s8_dsp_m0", "te_fc4x_s8_dsp_m1", "te_fc_s8_dsp_m2")]
+    assert [s.kernel for s in target.share_modes(pair)] == ["te_fc4_s8_dsp_m1", "te_fc4x_s8_dsp_m1", "te_fc_s8_dsp_m2"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dead", [False, True])
+def test_shared_kernels_on_host_match_tflm(dead):
+    """The model-wide choices (one pixel-block size, modes widened to the shared entry point) stay exact."""
+    model, desc = tcn_conv_chain(dead)
+    g = read_model_bytes(model, name="tcn")
+    board = get_board(BOARD)
+    program = specialize(build_program(g), board)
+    x = np.random.default_rng(5).integers(-128, 128, size=(4,) + tuple(g.input.shape), dtype=np.int8)
+    with tempfile.TemporaryDirectory(prefix="te-share-") as d:
+        got = run_host(build_host(render_model(program).files, Path(d)), x.reshape(4, -1), g.output.size)
+    kernels = [s.kernel for s in program.steps]
+    assert len(set(kernels)) < len(kernels), kernels
+    assert np.array_equal(got, run_tflm(model, x).reshape(4, -1)), f"{desc}: {kernels}"
 
 
 # ------------------------------------------ depthwise 3x3 stride 1, v2 (te_dwconv3x3v2: tall planes transposed)
@@ -462,9 +572,10 @@ _DW_CHAIN_KPAD = [2, 2, 0, 2]  # with DW3S2_BAND_BYTES = 200: layer 1's six outp
 
 @pytest.mark.unit
 def test_dw_candidates_small_planes_and_four_channel_widening():
-    """The heuristic: the generic kernel first on planes of fewer than DW_PLANE_MIN_OUTPUTS outputs, the plane
-    kernels from there; four channels widened at once by default only on small row-by-row planes with
-    in_c % 4 == 0, the other widening always offered to the tuner; the scratch the kernels need."""
+    """The heuristic: the generic kernel first on stride-2 planes of fewer than DW_PLANE_MIN_OUTPUTS outputs
+    (stride 1 keeps the 3x3 kernel's int8 weights), the plane kernels from there; four channels widened at
+    once by default only on small row-by-row planes with in_c % 4 == 0, the other widening always offered to
+    the tuner; the scratch the kernels need."""
     g = read_model_bytes(dw_plane_chain()[0], name="dwchain")
     board = get_board(BOARD)
     found = [candidates(s, board) for s in build_program(g).steps]
@@ -481,6 +592,15 @@ def test_dw_candidates_small_planes_and_four_channel_widening():
     first = next(iter(tall.values()))
     assert not first.params.get("kpad", 0) & 2
     assert target.DW_PLANE_MIN_OUTPUTS == 16
+    # a small stride-1 plane keeps the 3x3 kernel (int8 weights); the generic one (int16) is the tuner's option
+    b = ModelBuilder()
+    ti = b.tensor((1, 3, 3, 16), scale=0.05, zero_point=3)
+    to, _, _ = _dw_layer(b, np.random.default_rng(7), ti, (1, 3, 3, 16), 0.05, 1, "SAME", "RELU")
+    small = candidates(build_program(read_model_bytes(b.build([ti], [to]), name="s")).steps[0], board)
+    assert next(iter(small)) == "dsp-dw3x3v2" and next(iter(small.values())).why.startswith("heuristic")
+    generic = small["dsp-generic"]
+    assert generic.consts["filter"].nbytes == 2 * small["dsp-dw3x3v2"].consts["filter"].nbytes
+    assert "int16 weights" in generic.why and not generic.why.startswith("heuristic")
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import tinyedge.tune as tune_mod
 from helpers import chain_model
 from tinyedge.boards import get_board
 from tinyedge.cli import cli
-from tinyedge.codegen.target import candidates
+from tinyedge.codegen.target import model_candidates
 from tinyedge.errors import BoardError
 from tinyedge.firmware import generate_project
 from tinyedge.model import load_model, read_model_bytes
@@ -34,13 +34,15 @@ def _model(tmp_path: Path) -> Path:
 def _two_candidates(monkeypatch, rename: bool = False) -> None:
     """Every layer with a DSP kernel gets exactly two candidates, the heuristic's (named ``dsp`` when
     ``rename``) and portable: whatever variants the target grows, the tests keep to two rounds of builds."""
-    real = tune_mod.candidates
+    real = tune_mod.model_candidates
 
-    def two(step, board):
-        found = real(step, board)
-        name, first = next(iter(found.items()))
-        return {"dsp" if rename else name: first, "portable": found["portable"]}
-    monkeypatch.setattr(tune_mod, "candidates", two)
+    def two(program, board):
+        out = []
+        for found in real(program, board):
+            name, first = next(iter(found.items()))
+            out.append({"dsp" if rename else name: first, "portable": found["portable"]})
+        return out
+    monkeypatch.setattr(tune_mod, "model_candidates", two)
 
 
 def _fake_profile(table: dict[tuple[int, str], int], calls: list[dict[int, str]], context: int = 0):
@@ -114,7 +116,7 @@ def test_choices_reach_the_project_manifest(tmp_path):
     manifest = json.loads((tmp_path / "proj" / "tinyedge.json").read_text())
     assert manifest["tuned"] is True
     rows = manifest["variants"]
-    heuristic = [next(iter(candidates(s, get_board(BOARD)))) for s in build_program(load_model(model)).steps]
+    heuristic = [next(iter(f)) for f in model_candidates(build_program(load_model(model)), get_board(BOARD))]
     assert [r["variant"] for r in rows] == [heuristic[0], "portable"] + heuristic[2:]
     assert rows[1]["why"] == "tuned: because" and rows[1]["kernel"] == "te_dwconv2d_s8"
     assert rows[0]["why"] and p.program.steps[1].variant == "portable"

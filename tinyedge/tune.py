@@ -6,7 +6,7 @@ firmware repeats exactly on every run (in SysTick units: 40 instructions per tic
 tuning into a deterministic measurement rather than a statistical one:
 
 * round ``k`` builds ONE firmware in which every layer runs its ``k``-th candidate
-  (:func:`tinyedge.codegen.target.candidates`, the heuristic's choice first; a layer with fewer candidates
+  (:func:`tinyedge.codegen.target.model_candidates`, the heuristic's choice first; a layer with fewer candidates
   runs its first) and profiles one inference, so ``max(#candidates)`` builds measure every candidate of
   every layer. A layer's ticks cover only its own call (``te_model_invoke_profiled`` reads the clock
   between layers), so the neighbours' work does not leak into it (only the clock's phase, see below);
@@ -46,7 +46,7 @@ import numpy as np
 
 from . import proc
 from .boards import Board, get_board, list_boards
-from .codegen.target import candidates
+from .codegen.target import model_candidates
 from .errors import BoardError, TinyedgeError
 from .firmware import build_project, generate_project
 from .firmware.generate import with_choices
@@ -342,7 +342,7 @@ class _Layers:
 
 def _layers(graph: Graph, board: Board) -> _Layers:
     program = build_program(graph)
-    found = [candidates(s, board) for s in program.steps]
+    found = model_candidates(program, board)
     fp = fingerprint(board)
     return _Layers(program, found, [list(f) for f in found], [layer_key(f, fp) for f in found])
 

@@ -26,6 +26,7 @@ tflite_micro interpreter (the DSP one in QEMU).
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import numpy as np
@@ -92,11 +93,9 @@ def _conv_px_candidates(step: Step) -> dict[str, Step]:
     if base is None:
         return {}
     p = base.params
-    npix, ksteps = p["out_h"] * p["out_w"], (p["kpad"] + 7) // 8 * 2
-    blocked = sorted((-(-npix // n) * (ksteps * cost + fixed), n) for n, cost, fixed in _PX_COST)
+    blocked = sorted((_px_estimate(p, n), n) for n, _, _ in _PX_COST)
     found: dict[str, Step] = {}
-    for est, n in blocked:
-        total = int(est * p["out_c"] * p["batches"])
+    for total, n in blocked:
         found.update(_labelled(_dsp_conv_px(base, n), f"dsp-px{n}",
                                f"heuristic: {n} pixels a pass, about {total:,} instructions"))
     found.update(_labelled(base, "dsp", "im2col GEMM, 4 pixels a pass in C"))
@@ -107,6 +106,13 @@ def _conv_px_candidates(step: Step) -> dict[str, Step]:
 #: te_conv2d_s8_dsp_pxN: the heuristic's estimate (the k loop's count; the rest fitted to KWS's pointwise
 #: layers in QEMU: 555,000 / 533,640 / 514,760 instructions for 4 / 5 / 6 pixels a pass).
 _PX_COST = ((4, 13.5, 55), (5, 17.0, 61), (6, 19.5, 71))
+def _px_estimate(p: dict[str, Any], n: int) -> int:
+    """The heuristic's instructions for te_conv2d_s8_dsp_px{n} on a CONV_2D with params ``p``."""
+    cost, fixed = next((c, f) for m, c, f in _PX_COST if m == n)
+    npix, ksteps = p["out_h"] * p["out_w"], (p["kpad"] + 7) // 8 * 2
+    return int(-(-npix // n) * (ksteps * cost + fixed) * p["out_c"] * p["batches"])
+
+
 #: Output channels a pass of te_conv2d_s8_dsp_pxN's channel loop (TE_PX_CHUNK in te_kernels_dsp.c).
 _PX_CHUNK = 16
 
@@ -128,7 +134,8 @@ def _dsp_conv_px(base: Step, n: int) -> Step:
 #: requantization) against the generic one (4 channels a word), measured on VWW (MobileNetV1 0.25, te-profile):
 #: they win from 6x6 outputs a channel (stride 2, 6x6x64: 137,800 instructions against 148,360; stride 1,
 #: 6x6x128: 181,920 against 275,360) and lose on 3x3 planes (stride 2, 3x3x128: 118,400 against 69,160;
-#: stride 1, 3x3x256: 138,720 against 120,000). The heuristic puts the generic kernel first below this.
+#: stride 1, 3x3x256: 138,720 against 120,000). Below this the heuristic puts the generic kernel first for
+#: stride 2; for stride 1 it keeps the 3x3 kernel, whose int8 weights take 9 bytes a channel less flash.
 DW_PLANE_MIN_OUTPUTS = 16
 
 
@@ -142,8 +149,8 @@ def _dw_candidates(step: Step) -> dict[str, Step]:
 
 def _dw_plane_candidates(step: Step) -> dict[str, Step]:
     """The 3x3 stride-2 kernel, then ``"dsp"`` (the 3x3 stride-1 kernel where it applies, else the generic
-    one), then the generic one on its own; on planes of fewer than DW_PLANE_MIN_OUTPUTS outputs the generic
-    kernel first."""
+    one), then the generic one on its own; on stride-2 planes of fewer than DW_PLANE_MIN_OUTPUTS outputs the
+    generic kernel first."""
     best, s2, generic = _dsp_dwconv(step), _dsp_dw3x3s2(step), _dsp_dwgeneric(step)
     small = generic is not None and step.params["out_h"] * step.params["out_w"] < DW_PLANE_MIN_OUTPUTS
     big = s2 is not None and not small
@@ -170,13 +177,14 @@ def _dw_plane_candidates(step: Step) -> dict[str, Step]:
                          if alt.params["kpad"] & 2 else
                          _labelled(alt, "dsp-dw3x3v2x1", "3x3 stride 1, one channel widened at a time: "
                                                          f"{v2.scratch - alt.scratch:,} B less scratch"))
-        if small:
-            lead = _labelled(generic, "dsp-generic", f"heuristic: a plane of fewer than {DW_PLANE_MIN_OUTPUTS} "
-                                                     "outputs, 4 channels a word (no per-channel set-up)")
-            return {**lead, **{k: dataclasses.replace(v, why=v.why.replace("heuristic: ", "")) for k, v in
-                               plane.items()}, **found}
         found = {**plane, **found}
-        found.update(_labelled(generic, "dsp-generic", "any kernel size, 4 channels a word"))
+        if small:
+            # Stride 1 keeps the 3x3 kernel: the generic one's int16 weights cost 9 more bytes a channel
+            # (VWW's 3x3x256: 2,304 B) for about 73 fewer instructions a channel (138,720 -> 120,000).
+            found.update(_labelled(generic, "dsp-generic", f"a plane of fewer than {DW_PLANE_MIN_OUTPUTS} outputs, "
+                                                           "4 channels a word (no per-channel set-up), int16 weights"))
+        else:
+            found.update(_labelled(generic, "dsp-generic", "any kernel size, 4 channels a word"))
     return found
 
 
@@ -208,23 +216,117 @@ def specialize(program: Program, board: Board | None = None, choices: dict[int, 
     """The Program with every step the board has a faster exact kernel for replaced by it.
 
     ``board`` is a :class:`tinyedge.boards.Board` (or None: the portable program, unchanged).
-    ``choices`` maps a step's index to the variant name to use (from :func:`candidates`, e.g. as measured
-    by ``tinyedge.tune``); a step without one, or whose named variant does not exist, gets the first.
+    ``choices`` maps a step's index to the variant name to use (from :func:`model_candidates`, e.g. as
+    measured by ``tinyedge.tune``); a step without one, or whose named variant does not exist, gets the first.
+    Then steps on the same kernel share one entry point where only cheap mode bits differ
+    (:func:`share_modes`).
     """
     if board is None:
         return program
     if not has_dsp(board):
         return fuse_residual_blocks(program)  # banded residual blocks: less RAM (codegen.fuse)
     steps = []
-    for i, s in enumerate(program.steps):
-        found = candidates(s, board)
+    for i, (s, found) in enumerate(zip(program.steps, model_candidates(program, board))):
         want = (choices or {}).get(i)
         chosen = found[want] if want in found else next(iter(found.values()))
         if chosen.variant == "portable" and not chosen.why and len(found) == 1 and s.kernel in DSP_KERNELS:
             chosen = dataclasses.replace(chosen, why="refused: no DSP kernel is exact for this layer "
                                                      "(its shape, or requantization constants they cannot take)")
         steps.append(chosen)
-    return fuse_residual_blocks(dataclasses.replace(program, steps=steps))
+    return fuse_residual_blocks(dataclasses.replace(program, steps=share_modes(steps)))
+
+
+# ------------------------------------------------------------------ flash: kernels shared across layers
+#
+# Every kernel variant and mode is its own entry point, and the linker keeps the ones a model calls: a
+# layer that picks a variant no other layer uses pays its whole body in flash (measured in the SWW
+# firmware: te_conv2d_s8_dsp_pxN 1.4-1.6 KB each, the four-row FULLY_CONNECTED code with its helpers
+# 2.0 KB, an entry point of te_fc_s8 0.5 KB). The heuristic weighs that against the instructions saved.
+
+#: Four-row FULLY_CONNECTED (te_fc4 / te_fc4x, about 2 KB of code with their helpers) is the heuristic's
+#: choice only when the model's layers that would run it have at least this many MACs together; below, the
+#: two-row te_fc. Measured on SWW's last 1x1 conv (64 x 64 on a 1x1 image, 4,096 MACs, te-profile):
+#: 4,920 instructions on te_fc4x against 8,960 on te_fc: 4,040 instructions for 2,038 bytes of code.
+FC4_MIN_MACS = 16384
+
+_FC4_VARIANTS = ("dsp-fc4x", "dsp-fc4", "fc-fc4x", "fc-fc4")
+#: Entry points that run another kernel's body (te_fc4_s8_dsp_mN calls te_fc4x_s8_dsp_mN without scratch):
+#: their modes are shared with it.
+_SAME_BODY = {"te_fc4_s8_dsp": "te_fc4x_s8_dsp"}
+_MODE_NAME = re.compile(r"^(te_[a-z0-9]+_s8_dsp\w*?)_m([0-7])$")
+
+
+def model_candidates(program: Program, board: Board | None) -> list[dict[str, Step]]:
+    """Every step's :func:`candidates`, with the heuristic's first choice revised for the whole model so
+    that layers share kernel code where the instructions saved would not pay for more flash:
+
+    * one pixel-block size for all pixel-blocked CONV_2D layers (``dsp-pxN``), the N with the fewest
+      estimated instructions over them (the sizes differ only in a layer's idle pixels of the last pass;
+      each size linked costs about 1.5 KB);
+    * the two-row FULLY_CONNECTED kernel (``dsp`` / ``fc``) instead of the four-row ones when those would
+      run fewer than :data:`FC4_MIN_MACS` MACs in the whole model.
+
+    The autotuner measures every candidate regardless and may still pick another per layer (it optimises
+    instructions; the code it links is its trade)."""
+    found = [candidates(s, board) for s in program.steps]
+    firsts = [next(iter(f)) for f in found]
+    px = [i for i, name in enumerate(firsts) if name.startswith("dsp-px")]
+    if len({firsts[i] for i in px}) > 1:
+        sizes = [n for n, _, _ in _PX_COST]
+        totals = {n: sum(_px_estimate(found[i][f"dsp-px{n}"].params, n) for i in px) for n in sizes}
+        best = min(sizes, key=lambda n: (totals[n], n))
+        for i in px:
+            name = f"dsp-px{best}"
+            est = _px_estimate(found[i][name].params, best)
+            found[i] = _promote(found[i], name, f"heuristic: {best} pixels a pass, about {est:,} instructions "
+                                                f"(one pixel-block size for the model, {totals[best]:,} "
+                                                f"instructions in all: each more size is about 1.5 KB of flash)")
+    fc4 = [i for i, name in enumerate(firsts) if name in _FC4_VARIANTS]
+    macs = sum(_fc_macs(found[i][firsts[i]]) for i in fc4)
+    if macs < FC4_MIN_MACS:
+        for i in fc4:
+            plain = "fc" if firsts[i].startswith("fc-") else "dsp"
+            if plain in found[i]:
+                found[i] = _promote(found[i], plain, f"heuristic: the model's four-row FULLY_CONNECTED "
+                                                     f"candidates have {macs:,} MACs in all, fewer than "
+                                                     f"{FC4_MIN_MACS:,}: te_fc4's 2 KB of code would save "
+                                                     f"less than that many instructions")
+    return found
+
+
+def _promote(found: dict[str, Step], name: str, why: str) -> dict[str, Step]:
+    """``found`` with ``name`` first, saying ``why``; the others no longer carry the heuristic's mark."""
+    rest = {k: dataclasses.replace(v, why=v.why.replace("heuristic: ", "")) for k, v in found.items() if k != name}
+    return {name: dataclasses.replace(found[name], why=why), **rest}
+
+
+def _fc_macs(s: Step) -> int:
+    p = s.params
+    return int(p["batches"]) * int(p["in_depth"]) * int(p["out_depth"])
+
+
+def share_modes(steps: list[Step]) -> list[Step]:
+    """Steps on the same int8 DSP kernel whose modes differ only in ``TE_MODE_CORR`` / ``TE_MODE_CLAMP``
+    run one entry point with the union of those bits. Either bit only adds work that cannot change a result
+    (the rounding fix-up where the clamp swallows it, a clamp to the int8 range): a few instructions an
+    output, against an entry point's whole body in flash. ``TE_MODE_EXACT`` is never added (it puts a test
+    on every output row)."""
+    union: dict[tuple[str, int], int] = {}
+    for s in steps:
+        m = _MODE_NAME.match(s.kernel)
+        if m:
+            mode = int(m.group(2))
+            key = (_SAME_BODY.get(m.group(1), m.group(1)), mode & 4)
+            union[key] = union.get(key, 0) | mode
+    out = []
+    for s in steps:
+        m = _MODE_NAME.match(s.kernel)
+        if m and "mode" in s.params:
+            mode = union[(_SAME_BODY.get(m.group(1), m.group(1)), int(m.group(2)) & 4)]
+            if mode != int(m.group(2)):
+                s = dataclasses.replace(s, kernel=f"{m.group(1)}_m{mode}", params={**s.params, "mode": mode})
+        out.append(s)
+    return out
 
 
 def variant(program: Program) -> str:
