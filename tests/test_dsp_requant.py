@@ -28,7 +28,7 @@ from tflite_builder import ACT, PADDING, ModelBuilder, options
 from tinyedge.boards import get_board
 from tinyedge.codegen.cmodel import render_model
 from tinyedge.codegen.host import build_host, run_host
-from tinyedge.codegen.target import candidates, requant_constants, requant_refusal, specialize
+from tinyedge.codegen.target import candidates, compact_rows, requant_constants, requant_refusal, specialize
 from tinyedge.model import read_model_bytes
 from tinyedge.model.fixedpoint import mul_by_qm, rdivpot
 from tinyedge.model.ir import Program
@@ -117,14 +117,36 @@ def test_rows_give_tflm_requantization_for_odd_channels(seed):
         rows, lsh, mode = got
         assert mode & 4, "odd channels set TE_MODE_EXACT"
         assert (rows[:, 3] <= 0).sum() >= kinds.count("dead") + kinds.count("tiny31") + kinds.count("tiny30")
+        compact = [_uncompact(w) for w in compact_rows(rows).tolist()]  # te_rq as te_rq_r rebuilds it
         for c in range(len(bias)):
             b = int(bound[c])
             accs = [-b, b, 0, 1, -1, *rng.integers(-b, b + 1, size=300).tolist()]
             row = tuple(int(v) for v in rows[c])
+            assert compact[c] == row
             assert row[0] == bias[c]
             want = [_tflm(a, int(mult[c]), int(shift[c]), zp, amin, amax) for a in accs]
             have = [_te_requant(a, row, lsh, mode, amin, amax, lsh_in_acc) for a in accs]
             assert have == want, f"channel {c} ({kinds[c]}, row {row}, layer lsh {lsh}, lsh_in_acc {lsh_in_acc})"
+
+
+def _uncompact(words: list[int]) -> tuple[int, int, int, int]:
+    """A compact te_rq (int32 words bias, m2, k | s1 << 16) back to {bias, m2, r, s1}, as te_rq_r does."""
+    bias, m2, word = words
+    k, s1 = [int(v) for v in np.array([word], dtype=np.int32).view(np.int16)]
+    if s1 > 0:
+        return bias, m2, _wrap32(k << (s1 - 1)), s1
+    return bias, m2, _wrap32(1 << k) if m2 else 0, s1
+
+
+@pytest.mark.unit
+def test_compact_rows_are_12_bytes_and_refuse_what_they_cannot_hold():
+    rows, _, _ = requant_constants(np.array([5, -7]), np.array([2**30, 0]), np.array([-3, 0]),
+                                   np.array([1000, 1000]), -128, -128, 127)
+    packed = compact_rows(rows)
+    assert packed.dtype == np.int32 and packed.shape == (2, 3)
+    assert [_uncompact(w) for w in packed.tolist()] == [tuple(int(v) for v in r) for r in rows]
+    with pytest.raises(AssertionError):
+        compact_rows(np.array([[0, -2, 3, 2]]))  # r = 3 is no k << 1
 
 
 @pytest.mark.unit

@@ -10,8 +10,9 @@ that does not depend on the input is done here, at generation time:
 * the input zero point is folded into the bias (``bias + input_offset * sum(w)``) wherever padding
   allows it, so the inner loops multiply raw int8 values;
 * TFLM's requantization (``MultiplyByQuantizedMultiplier``, double rounding) plus the output zero point
-  becomes four per-channel constants ``{bias, m2, r, s1}`` (see ``te_kernels_dsp.h``), with a per-layer
-  mode that drops the negative-rounding fix-up and the clamp when they cannot change a result;
+  becomes four per-channel constants ``{bias, m2, r, s1}`` (see ``te_kernels_dsp.h``; CONV_2D and
+  DEPTHWISE_CONV_2D store them in 12 bytes, :func:`compact_rows`), with a per-layer mode that drops the
+  negative-rounding fix-up and the clamp when they cannot change a result;
 * a channel those constants cannot express exactly (a zero or tiny multiplier, a right shift above 29, a
   left shift other than the layer's, a constant that would overflow int32) keeps TFLM's own multiplier
   and shift in an "exact" row that the kernels requantize with TFLM's generic arithmetic; the mode's bit
@@ -287,10 +288,10 @@ def model_candidates(program: Program, board: Board | None) -> list[dict[str, St
         for i in fc4:
             plain = "fc" if firsts[i].startswith("fc-") else "dsp"
             if plain in found[i]:
-                found[i] = _promote(found[i], plain, f"heuristic: the model's four-row FULLY_CONNECTED "
-                                                     f"candidates have {macs:,} MACs in all, fewer than "
-                                                     f"{FC4_MIN_MACS:,}: te_fc4's 2 KB of code would save "
-                                                     f"less than that many instructions")
+                found[i] = _promote(found[i], plain, f"heuristic: two rows a pass: the model's four-row "
+                                                     f"FULLY_CONNECTED candidates have {macs:,} MACs in all, "
+                                                     f"fewer than {FC4_MIN_MACS:,}, too few to pay for te_fc4's "
+                                                     f"2 KB of code (it saves about one instruction a MAC)")
     return found
 
 
@@ -396,6 +397,25 @@ def requant_constants(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, acc
     return rows.astype(np.int32), left, int(corr) | (int(clamp) << 1) | (int(not fast.all()) << 2)
 
 
+def compact_rows(rows: np.ndarray) -> np.ndarray:
+    """:func:`requant_constants`' rows ``{bias, m2, r, s1}`` as CONV_2D and DEPTHWISE_CONV_2D keep them: ``te_rq``
+    ``{bias, m2, int16 k, int16 s1}`` (12 bytes a channel, 4 fewer) as int32 words ``bias, m2, k | s1 << 16``.
+    A fast row's r is ``k << (s1 - 1)`` with k = 2 zp + 1; an exact row keeps its left shift as k (2^left, or 0
+    for a zero multiplier, which te_rq_pow2_left rebuilds from m2 = 0)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    bias, m2, r, s1 = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
+    fast = s1 > 0
+    k = np.where(fast, r >> np.maximum(s1 - 1, 0), 0)
+    pow2 = r & 0xFFFFFFFF  # an exact row's 2^left as int32 bits (2^31 is negative)
+    left = np.where(pow2 > 0, np.log2(np.maximum(pow2, 1)).astype(np.int64), 0)
+    k = np.where(fast, k, left)
+    if (np.any(fast & ((k << np.maximum(s1 - 1, 0)) != r)) or np.any(~fast & (m2 != 0) & ((1 << left) != pow2))
+            or np.any(np.abs(k) > 32767) or np.any(s1 < -32768)):
+        raise AssertionError("a requantization row has no compact form")  # requant_constants never gives one
+    word = (k & 0xFFFF) | ((s1 & 0xFFFF) << 16)
+    return np.stack([bias, m2, word], axis=1).astype(np.uint32).view(np.int32)
+
+
 def requant_refusal(step: Step) -> str:
     """Why the DSP kernels cannot requantize ``step`` (a portable CONV_2D, DEPTHWISE_CONV_2D or
     FULLY_CONNECTED step) exactly, as a sentence for its ``why``; "" when nothing in its requantization stops
@@ -466,7 +486,7 @@ def _dsp_conv(s: Step) -> Step | None:
                           act_min=p["act_min"], act_max=p["act_max"])
     return dataclasses.replace(
         s, kernel=f"te_conv2d_s8_dsp_m{mode}", struct="te_dsp_conv_params", params=params,
-        consts={"filter": filt, "rq": rows},
+        consts={"filter": filt, "rq": compact_rows(rows)},
         args=["params", "in0", "const:filter", "const:rq@te_rq", "out0", "scratch"],
         scratch=8 * kpad + (0 if pointwise else kpad), inplace=pointwise and oc <= ic)
 
@@ -513,7 +533,7 @@ def _dsp_dw3x3(s: Step) -> Step | None:
         return None
     return dataclasses.replace(
         s, kernel=f"te_dwconv3x3_s8_dsp_m{mode}", struct="te_dsp_conv_params", params=params,
-        consts={"filter": flat.astype(np.int8).reshape(-1), "rq": rows},
+        consts={"filter": flat.astype(np.int8).reshape(-1), "rq": compact_rows(rows)},
         args=["params", "in0", "const:filter", "const:rq@te_rq", "out0", "scratch"],
         scratch=scratch, inplace=p["in_h"] == p["out_h"] and p["in_w"] == p["out_w"])
 
@@ -569,7 +589,7 @@ def _dsp_dw3x3s2(s: Step) -> Step | None:
     params["kpad"] = band
     return dataclasses.replace(
         s, kernel=f"te_dwconv3x3s2_s8_dsp_m{mode}", struct="te_dsp_conv_params", params=params,
-        consts={"filter": flat.astype(np.int8).reshape(-1), "rq": rq_rows},
+        consts={"filter": flat.astype(np.int8).reshape(-1), "rq": compact_rows(rq_rows)},
         args=["params", "in0", "const:filter", "const:rq@te_rq", "out0", "scratch"], scratch=scratch, inplace=False)
 
 
@@ -596,7 +616,7 @@ def _dsp_dwgeneric(s: Step) -> Step | None:
     inplace = (p["stride_h"] == 1 and p["in_h"] == p["out_h"] and p["in_w"] == p["out_w"])
     return dataclasses.replace(
         s, kernel=f"te_dwconv2d_s8_dsp_m{mode}", struct="te_dsp_conv_params", params=params,
-        consts={"filter": filt, "rq": rows},
+        consts={"filter": filt, "rq": compact_rows(rows)},
         args=["params", "in0", "const:filter", "const:rq@te_rq", "out0", "scratch"],
         scratch=(p["pad_h"] + 1) * p["out_w"] * c, inplace=inplace)
 
@@ -645,7 +665,7 @@ def _dsp_dw1d(s: Step) -> Step | None:
     elems = max(pad + n_in, (n_out - 1) * stride + 2 * pairs + 2)  # te_dwconv1d's E
     return dataclasses.replace(
         s, kernel=f"te_dwconv1d_s8_dsp_m{mode}", struct="te_dsp_conv_params", params=params,
-        consts={"filter": taps, "rq": rows},
+        consts={"filter": taps, "rq": compact_rows(rows)},
         args=["params", "in0", "const:filter", "const:rq@te_rq", "out0", "scratch"],
         scratch=(2 * elems + 3) // 4 * 4, inplace=n_out <= n_in)
 
@@ -695,7 +715,7 @@ def _dsp_fc(s: Step) -> Step | None:
     return dataclasses.replace(
         s, kernel=f"te_fc_s8_dsp_m{mode}", struct="te_dsp_fc_params", params=params,
         consts={"filter": filt, "rq": rows},
-        args=["params", "in0", "const:filter", "const:rq@te_rq", "out0"], scratch=0, inplace=False)
+        args=["params", "in0", "const:filter", "const:rq@te_rq_fc", "out0"], scratch=0, inplace=False)
 
 
 def _fc4_weights(w: np.ndarray) -> np.ndarray | None:

@@ -209,7 +209,7 @@ TE_INLINE void te_conv_gemm(const int32_t *cols, const int8_t *w, const te_rq *q
             "push {r0, r1, r2, r5, r7}\n"
             "1:\n\t"
             "ldr r12, [sp, #8]\n\t"
-            "ldr r0, [r12], #16\n\t"
+            "ldr r0, [r12], #12\n\t" /* bias; next te_rq row */
             "str r12, [sp, #8]\n\t"
             "mov r1, r0\n\t"
             "mov r2, r0\n\t"
@@ -252,7 +252,7 @@ TE_INLINE void te_conv_gemm(const int32_t *cols, const int8_t *w, const te_rq *q
             "push {r0, r1, r2, r5, r7}\n"
             "1:\n\t"
             "ldr r12, [sp, #8]\n\t"
-            "ldr r0, [r12], #16\n\t"
+            "ldr r0, [r12], #12\n\t" /* bias; next te_rq row */
             "str r12, [sp, #8]\n\t"
             "mov r1, r0\n\t"
             "mov r2, r0\n\t"
@@ -289,7 +289,7 @@ TE_INLINE void te_conv_gemm(const int32_t *cols, const int8_t *w, const te_rq *q
             "push {r0, r1, r2, r3, r4}\n"
             "1:\n\t"
             "ldr r12, [sp, #8]\n\t"
-            "ldr r0, [r12], #16\n\t"
+            "ldr r0, [r12], #12\n\t" /* bias; next te_rq row */
             "str r12, [sp, #8]\n\t"
             "mov r1, r0\n\t"
             "mov r2, r0\n\t"

@@ -12,15 +12,23 @@
 /* Per output channel requantization, folded at generation time (see target.py):
  *   acc  = bias + sum(x * w)            (bias includes input_offset * sum(w))
  *   t    = SRDHM(acc << lsh, multiplier) = SMMLAR(acc << lsh, m2, acc << lsh)
- *   out  = clamp((r + 2 t + (t < 0 ? -1 : 0)) >> s1)
+ *   out  = clamp((r + 2 t + (t < 0 ? -1 : 0)) >> s1),   r = 2^(s1 - 1) + out_zp * 2^s1 = k << (s1 - 1)
  * which is TFLM's MultiplyByQuantizedMultiplier (double rounding) plus the output zero point. A channel
  * that cannot be folded so (zero or tiny multiplier, right shift > 29, a left shift other than the layer's
- * lsh, overflowing constants) has an exact row {bias, m2, 2^left, (out_zp - 256) * 32 + right} from TFLM's
+ * lsh, overflowing constants) has an exact row {bias, m2, left, (out_zp - 256) * 32 + right} from TFLM's
  * own shift, marked by s1 <= 0, and in layers whose mode has bit 2 takes TFLM's generic arithmetic on the
- * raw accumulator (te_requant_exact in te_kernels_dsp_intrin.h). */
+ * raw accumulator (te_requant_exact in te_kernels_dsp_intrin.h).
+ * CONV_2D and DEPTHWISE_CONV_2D rows keep k = 2 out_zp + 1 (or an exact row's left) and s1 as int16: 12
+ * bytes a channel, r rebuilt where a channel's outputs start (te_rq_r). FULLY_CONNECTED rows (te_rq_fc) keep
+ * r itself (or an exact row's 2^left, 0 for a zero multiplier), 16 bytes: there every output is a channel. */
+typedef struct {
+    int32_t bias, m2;
+    int16_t k, s1;
+} te_rq;
+
 typedef struct {
     int32_t bias, m2, r, s1;
-} te_rq;
+} te_rq_fc;
 
 typedef struct {
     int16_t batches, in_h, in_w, in_c;
@@ -192,57 +200,57 @@ void te_dwconv3x3v2_s8_dsp_m6(const te_dsp_conv_params *p, const int8_t *in, con
 void te_dwconv3x3v2_s8_dsp_m7(const te_dsp_conv_params *p, const int8_t *in, const int8_t *filter,
                               const te_rq *rq, int8_t *out, int8_t *scratch);
 
-void te_fc_s8_dsp_m0(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc_s8_dsp_m0(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                      int8_t *out);
-void te_fc_s8_dsp_m1(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc_s8_dsp_m1(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                      int8_t *out);
-void te_fc_s8_dsp_m2(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc_s8_dsp_m2(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                      int8_t *out);
-void te_fc_s8_dsp_m3(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc_s8_dsp_m3(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                      int8_t *out);
-void te_fc_s8_dsp_m4(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc_s8_dsp_m4(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                      int8_t *out);
-void te_fc_s8_dsp_m5(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc_s8_dsp_m5(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                      int8_t *out);
-void te_fc_s8_dsp_m6(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc_s8_dsp_m6(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                      int8_t *out);
-void te_fc_s8_dsp_m7(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc_s8_dsp_m7(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                      int8_t *out);
 
 /* te_fc4: four output rows a pass, two row pairs sharing weight words (layout: target.py _fc4_weights; no
  * scratch). te_fc4x: the same with the input widened once into scratch, 2 * kpad bytes, word aligned. */
-void te_fc4_s8_dsp_m0(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4_s8_dsp_m0(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                       int8_t *out);
-void te_fc4_s8_dsp_m1(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4_s8_dsp_m1(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                       int8_t *out);
-void te_fc4_s8_dsp_m2(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4_s8_dsp_m2(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                       int8_t *out);
-void te_fc4_s8_dsp_m3(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4_s8_dsp_m3(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                       int8_t *out);
-void te_fc4_s8_dsp_m4(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4_s8_dsp_m4(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                       int8_t *out);
-void te_fc4_s8_dsp_m5(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4_s8_dsp_m5(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                       int8_t *out);
-void te_fc4_s8_dsp_m6(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4_s8_dsp_m6(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                       int8_t *out);
-void te_fc4_s8_dsp_m7(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4_s8_dsp_m7(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                       int8_t *out);
 
-void te_fc4x_s8_dsp_m0(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4x_s8_dsp_m0(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                        int8_t *out, int8_t *scratch);
-void te_fc4x_s8_dsp_m1(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4x_s8_dsp_m1(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                        int8_t *out, int8_t *scratch);
-void te_fc4x_s8_dsp_m2(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4x_s8_dsp_m2(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                        int8_t *out, int8_t *scratch);
-void te_fc4x_s8_dsp_m3(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4x_s8_dsp_m3(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                        int8_t *out, int8_t *scratch);
-void te_fc4x_s8_dsp_m4(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4x_s8_dsp_m4(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                        int8_t *out, int8_t *scratch);
-void te_fc4x_s8_dsp_m5(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4x_s8_dsp_m5(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                        int8_t *out, int8_t *scratch);
-void te_fc4x_s8_dsp_m6(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4x_s8_dsp_m6(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                        int8_t *out, int8_t *scratch);
-void te_fc4x_s8_dsp_m7(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4x_s8_dsp_m7(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                        int8_t *out, int8_t *scratch);
 
 /* te_dwconv1d (te_kernels_dsp_dw1d.c): DEPTHWISE_CONV_2D over a 1-D signal, a k x 1 filter on W = 1 (or 1 x k on

@@ -141,7 +141,7 @@ TE_INLINE int8_t te_rq0(int32_t acc, int32_t m2, int32_t r, int32_t s1, int mode
  * takes one out-of-line loop shared by every mode; the others test nothing per output. */
 TE_INLINE void te_dw_rq_fast(const int32_t *acc, int n, int8_t *o, int32_t step, const te_rq *q, int mode,
                              int32_t amin, int32_t amax) {
-    const int32_t bias = q->bias, m2 = q->m2, r = q->r, s1 = q->s1;
+    const int32_t bias = q->bias, m2 = q->m2, r = te_rq_fast_r(q), s1 = q->s1;
     const int m = mode & ~TE_MODE_EXACT;
     const int32_t *const end = acc + (n & ~1);
     for (; acc != end; acc += 2, o += 2 * step) {  /* two a pass: one LDRD, one pointer step */
@@ -169,7 +169,8 @@ TE_INLINE void te_dw_widen(int16_t *d, const int8_t *src, int32_t si, int n, int
 __attribute__((noinline)) static void te_dw_rq_exact(const int32_t *acc, int n, int8_t *o, int32_t step,
                                                      const te_rq *q, int32_t amin, int32_t amax) {
     for (int i = 0; i < n; ++i, o += step) {
-        *o = te_requant_exact((int32_t)((uint32_t)acc[i] + (uint32_t)q->bias), q->m2, q->r, q->s1, amin, amax);
+        *o = te_requant_exact((int32_t)((uint32_t)acc[i] + (uint32_t)q->bias), q->m2, te_rq_pow2_left(q), q->s1, amin,
+                              amax);
     }
 }
 
@@ -189,7 +190,7 @@ TE_INLINE void te_dw_rq_run(const int32_t *acc, int n, int8_t *o, int32_t step, 
 TE_INLINE void te_dw3_row(const int32_t *r0, int32_t rs, int8_t *o, int C, int npairs, int tail, const int32_t *w,
                           const te_rq *q, int mode, int32_t amin, int32_t amax) {
     const int32_t a01 = w[0], a12 = w[1], b01 = w[2], b12 = w[3], c01 = w[4], c12 = w[5];
-    const int32_t bias = q->bias, m2 = q->m2, r = q->r, s1 = q->s1;
+    const int32_t bias = q->bias, m2 = q->m2, r = te_rq_r(q), s1 = q->s1;
     int8_t *const oend = o + 2 * C * npairs;
     for (; o != oend; ++r0, o += 2 * C) {
         const int32_t *r1 = (const int32_t *)(const void *)((const char *)r0 + rs);
@@ -409,7 +410,7 @@ TE_INLINE void te_dw3s2_body(const te_dsp_conv_params *p, const int8_t *in, cons
                 w[3] = (int32_t)(t2[0] | (t2[1] << 16));
                 w[4] = (int32_t)t2[2];
             }
-            const te_rq q = {(int32_t)((uint32_t)rq[c].bias << lsh), rq[c].m2, rq[c].r, rq[c].s1};
+            const te_rq q = {(int32_t)((uint32_t)rq[c].bias << lsh), rq[c].m2, rq[c].k, rq[c].s1};
             for (int oy0 = 0; oy0 < out_h; oy0 += band) {
                 const int nb = out_h - oy0 < band ? out_h - oy0 : band;
                 for (int j = 0; j < 2 * nb + 1; ++j) {  /* buffer row j: padded row 2 oy0 + j */

@@ -8,7 +8,7 @@
 
 /* ---------------------------------------------------------------- FULLY_CONNECTED (2 outputs a pass) */
 
-TE_INLINE void te_fc_body(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+TE_INLINE void te_fc_body(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                           int8_t *out, int mode) {
     const int32_t depth = p->in_depth, kpad = p->kpad, nout = p->out_depth, full = depth & ~3;
     const int lsh = (int)p->lsh;
@@ -34,14 +34,14 @@ TE_INLINE void te_fc_body(const te_dsp_fc_params *p, const int8_t *in, const int
                 a0 += (int32_t)x[d] * w0[d];
                 a1 += (int32_t)x[d] * w1[d];
             }
-            y[o] = te_requant(a0, rq + o, lsh, mode, amin, amax);
-            y[o + 1] = te_requant(a1, rq + o + 1, lsh, mode, amin, amax);
+            y[o] = te_requant_fc(a0, rq + o, lsh, mode, amin, amax);
+            y[o + 1] = te_requant_fc(a1, rq + o + 1, lsh, mode, amin, amax);
         }
         for (; o < nout; ++o) {
             const int8_t *w0 = filter + o * kpad;
             int32_t a0 = rq[o].bias;
             for (int32_t d = 0; d < depth; ++d) a0 += (int32_t)x[d] * w0[d];
-            y[o] = te_requant(a0, rq + o, lsh, mode, amin, amax);
+            y[o] = te_requant_fc(a0, rq + o, lsh, mode, amin, amax);
         }
     }
 }
@@ -220,7 +220,7 @@ static int32_t te_fc4_row(const int8_t *x, const int32_t *xe, uint32_t tail, con
 
 /* te_fc4x (scratch: 8 bytes per group of 4 inputs, word aligned) and te_fc4 (scratch NULL: one code for both, so
  * a model using both links it once) */
-TE_INLINE void te_fc4_body(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+TE_INLINE void te_fc4_body(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                            int8_t *out, int32_t *scratch, int mode) {
     const int32_t depth = p->in_depth, nout = p->out_depth, G = (depth + 3) >> 2;
     const int32_t ng = scratch ? G : depth >> 2;  /* groups read from x or scratch; G > ng: a tail group */
@@ -239,7 +239,7 @@ TE_INLINE void te_fc4_body(const te_dsp_fc_params *p, const int8_t *in, const in
         const int32_t start = (int32_t)((uint32_t)xs * (uint32_t)-128);  /* E_r - 128 sum(x) = S_r */
         int8_t *y = out + b * nout;
         const uint32_t *w = (const uint32_t *)(const void *)filter;
-        const te_rq *q = rq;
+        const te_rq_fc *q = rq;
         int8_t *yend = y + (nout & ~3);
         for (; y != yend; y += 4, q += 4, w += 4 * G) {
             const int32_t s0 = te_add32(start, q[0].bias), s2 = te_add32(start, q[2].bias);
@@ -256,141 +256,141 @@ TE_INLINE void te_fc4_body(const te_dsp_fc_params *p, const int8_t *in, const in
             te_fc4_sums(x, scratch, w, ng, 2, a);
 #endif
             if (G > ng) te_fc4_sums((const int8_t *)&tail, 0, w + 4 * ng, 1, 2, a);
-            y[0] = te_requant(a[1], q, lsh, mode, amin, amax);
-            y[1] = te_requant(TE_FC4_S(a[0], a[1], q[1].bias), q + 1, lsh, mode, amin, amax);
-            y[2] = te_requant(a[3], q + 2, lsh, mode, amin, amax);
-            y[3] = te_requant(TE_FC4_S(a[2], a[3], q[3].bias), q + 3, lsh, mode, amin, amax);
+            y[0] = te_requant_fc(a[1], q, lsh, mode, amin, amax);
+            y[1] = te_requant_fc(TE_FC4_S(a[0], a[1], q[1].bias), q + 1, lsh, mode, amin, amax);
+            y[2] = te_requant_fc(a[3], q + 2, lsh, mode, amin, amax);
+            y[3] = te_requant_fc(TE_FC4_S(a[2], a[3], q[3].bias), q + 3, lsh, mode, amin, amax);
         }
         if (nout & 2) {
             const int32_t s0 = te_add32(start, q[0].bias);
             int32_t a[2] = {s0, s0};
             te_fc4_sums(x, scratch, w, ng, 1, a);
             if (G > ng) te_fc4_sums((const int8_t *)&tail, 0, w + 2 * ng, 1, 1, a);
-            y[0] = te_requant(a[1], q, lsh, mode, amin, amax);
-            y[1] = te_requant(TE_FC4_S(a[0], a[1], q[1].bias), q + 1, lsh, mode, amin, amax);
+            y[0] = te_requant_fc(a[1], q, lsh, mode, amin, amax);
+            y[1] = te_requant_fc(TE_FC4_S(a[0], a[1], q[1].bias), q + 1, lsh, mode, amin, amax);
             y += 2, q += 2, w += 2 * G;
         }
-        if (nout & 1) y[0] = te_requant(te_fc4_row(x, scratch, tail, w, ng, G, q->bias), q, lsh, mode, amin, amax);
+        if (nout & 1) y[0] = te_requant_fc(te_fc4_row(x, scratch, tail, w, ng, G, q->bias), q, lsh, mode, amin, amax);
     }
 }
 
-void te_fc4_s8_dsp_m0(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4_s8_dsp_m0(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                       int8_t *out) {
     te_fc4x_s8_dsp_m0(p, in, filter, rq, out, 0);
 }
 
-void te_fc4_s8_dsp_m1(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4_s8_dsp_m1(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                       int8_t *out) {
     te_fc4x_s8_dsp_m1(p, in, filter, rq, out, 0);
 }
 
-void te_fc4_s8_dsp_m2(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4_s8_dsp_m2(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                       int8_t *out) {
     te_fc4x_s8_dsp_m2(p, in, filter, rq, out, 0);
 }
 
-void te_fc4_s8_dsp_m3(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4_s8_dsp_m3(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                       int8_t *out) {
     te_fc4x_s8_dsp_m3(p, in, filter, rq, out, 0);
 }
 
-void te_fc4_s8_dsp_m4(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4_s8_dsp_m4(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                       int8_t *out) {
     te_fc4x_s8_dsp_m4(p, in, filter, rq, out, 0);
 }
 
-void te_fc4_s8_dsp_m5(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4_s8_dsp_m5(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                       int8_t *out) {
     te_fc4x_s8_dsp_m5(p, in, filter, rq, out, 0);
 }
 
-void te_fc4_s8_dsp_m6(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4_s8_dsp_m6(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                       int8_t *out) {
     te_fc4x_s8_dsp_m6(p, in, filter, rq, out, 0);
 }
 
-void te_fc4_s8_dsp_m7(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4_s8_dsp_m7(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                       int8_t *out) {
     te_fc4x_s8_dsp_m7(p, in, filter, rq, out, 0);
 }
 
 /* Entry points, one per mode (te_kernels_dsp_intrin.h: TE_MODE_*). */
-void te_fc_s8_dsp_m0(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc_s8_dsp_m0(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                      int8_t *out) {
     te_fc_body(p, in, filter, rq, out, 0);
 }
 
-void te_fc_s8_dsp_m1(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc_s8_dsp_m1(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                      int8_t *out) {
     te_fc_body(p, in, filter, rq, out, 1);
 }
 
-void te_fc_s8_dsp_m2(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc_s8_dsp_m2(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                      int8_t *out) {
     te_fc_body(p, in, filter, rq, out, 2);
 }
 
-void te_fc_s8_dsp_m3(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc_s8_dsp_m3(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                      int8_t *out) {
     te_fc_body(p, in, filter, rq, out, 3);
 }
 
-void te_fc_s8_dsp_m4(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc_s8_dsp_m4(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                      int8_t *out) {
     te_fc_body(p, in, filter, rq, out, 4);
 }
 
-void te_fc_s8_dsp_m5(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc_s8_dsp_m5(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                      int8_t *out) {
     te_fc_body(p, in, filter, rq, out, 5);
 }
 
-void te_fc_s8_dsp_m6(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc_s8_dsp_m6(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                      int8_t *out) {
     te_fc_body(p, in, filter, rq, out, 6);
 }
 
-void te_fc_s8_dsp_m7(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc_s8_dsp_m7(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                      int8_t *out) {
     te_fc_body(p, in, filter, rq, out, 7);
 }
 
-void te_fc4x_s8_dsp_m0(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4x_s8_dsp_m0(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                        int8_t *out, int8_t *scratch) {
     te_fc4_body(p, in, filter, rq, out, (int32_t *)(void *)scratch, 0);
 }
 
-void te_fc4x_s8_dsp_m1(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4x_s8_dsp_m1(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                        int8_t *out, int8_t *scratch) {
     te_fc4_body(p, in, filter, rq, out, (int32_t *)(void *)scratch, 1);
 }
 
-void te_fc4x_s8_dsp_m2(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4x_s8_dsp_m2(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                        int8_t *out, int8_t *scratch) {
     te_fc4_body(p, in, filter, rq, out, (int32_t *)(void *)scratch, 2);
 }
 
-void te_fc4x_s8_dsp_m3(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4x_s8_dsp_m3(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                        int8_t *out, int8_t *scratch) {
     te_fc4_body(p, in, filter, rq, out, (int32_t *)(void *)scratch, 3);
 }
 
-void te_fc4x_s8_dsp_m4(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4x_s8_dsp_m4(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                        int8_t *out, int8_t *scratch) {
     te_fc4_body(p, in, filter, rq, out, (int32_t *)(void *)scratch, 4);
 }
 
-void te_fc4x_s8_dsp_m5(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4x_s8_dsp_m5(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                        int8_t *out, int8_t *scratch) {
     te_fc4_body(p, in, filter, rq, out, (int32_t *)(void *)scratch, 5);
 }
 
-void te_fc4x_s8_dsp_m6(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4x_s8_dsp_m6(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                        int8_t *out, int8_t *scratch) {
     te_fc4_body(p, in, filter, rq, out, (int32_t *)(void *)scratch, 6);
 }
 
-void te_fc4x_s8_dsp_m7(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq *rq,
+void te_fc4x_s8_dsp_m7(const te_dsp_fc_params *p, const int8_t *in, const int8_t *filter, const te_rq_fc *rq,
                        int8_t *out, int8_t *scratch) {
     te_fc4_body(p, in, filter, rq, out, (int32_t *)(void *)scratch, 7);
 }

@@ -118,21 +118,40 @@ TE_INLINE int8_t te_requant_exact(int32_t acc, int32_t m2, int32_t pow2_left, in
     return (int8_t)(y > amax ? amax : y);
 }
 
-/* Requantize one accumulator (bias already in it), as the mode says. The fast row applies the layer's
- * left shift lsh; an exact row (only with TE_MODE_EXACT) takes the raw accumulator and its own shift. */
-TE_INLINE int8_t te_requant(int32_t acc, const te_rq *q, int lsh, int mode, int32_t amin, int32_t amax) {
-    if ((mode & TE_MODE_EXACT) && q->s1 <= 0) return te_requant_exact(acc, q->m2, q->r, q->s1, amin, amax);
+/* The fast requantization of an accumulator (bias already in it) with a row's r and s1, as the mode says. */
+TE_INLINE int8_t te_requant_rs(int32_t acc, int32_t m2, int32_t r, int32_t s1, int lsh, int mode, int32_t amin,
+                               int32_t amax) {
     acc = (int32_t)((uint32_t)acc << lsh);
-    const int32_t t = te_smmlar(acc, q->m2, acc);
-    int32_t x = (int32_t)((uint32_t)q->r + ((uint32_t)t << 1));
+    const int32_t t = te_smmlar(acc, m2, acc);
+    int32_t x = (int32_t)((uint32_t)r + ((uint32_t)t << 1));
     if (mode & TE_MODE_CORR) x += t >> 31;
-    x >>= q->s1;
+    x >>= s1;
     x = te_ssat8(x);
     if (mode & TE_MODE_CLAMP) {
         x = x < amin ? amin : x;
         x = x > amax ? amax : x;
     }
     return (int8_t)x;
+}
+
+/* A compact row's r (fast rows: k << (s1 - 1)), 2^left (exact rows; 0 for a zero multiplier), either. */
+TE_INLINE int32_t te_rq_fast_r(const te_rq *q) { return (int32_t)((uint32_t)(int32_t)q->k << (q->s1 - 1)); }
+TE_INLINE int32_t te_rq_pow2_left(const te_rq *q) { return q->m2 ? (int32_t)(1u << q->k) : 0; }
+TE_INLINE int32_t te_rq_r(const te_rq *q) { return q->s1 > 0 ? te_rq_fast_r(q) : te_rq_pow2_left(q); }
+
+/* Requantize one accumulator (bias already in it), as the mode says. The fast row applies the layer's
+ * left shift lsh; an exact row (only with TE_MODE_EXACT) takes the raw accumulator and its own shift. */
+TE_INLINE int8_t te_requant(int32_t acc, const te_rq *q, int lsh, int mode, int32_t amin, int32_t amax) {
+    if ((mode & TE_MODE_EXACT) && q->s1 <= 0) {
+        return te_requant_exact(acc, q->m2, te_rq_pow2_left(q), q->s1, amin, amax);
+    }
+    return te_requant_rs(acc, q->m2, te_rq_fast_r(q), q->s1, lsh, mode, amin, amax);
+}
+
+/* te_requant for a FULLY_CONNECTED row (r kept whole). */
+TE_INLINE int8_t te_requant_fc(int32_t acc, const te_rq_fc *q, int lsh, int mode, int32_t amin, int32_t amax) {
+    if ((mode & TE_MODE_EXACT) && q->s1 <= 0) return te_requant_exact(acc, q->m2, q->r, q->s1, amin, amax);
+    return te_requant_rs(acc, q->m2, q->r, q->s1, lsh, mode, amin, amax);
 }
 
 /* Sign-extend 4 bytes into the int16 pair order SMLAD pairs with SXTB16(weights): (k0,k2), (k1,k3). */

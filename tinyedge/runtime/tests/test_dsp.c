@@ -2,8 +2,9 @@
  * models of SMLAD/SXTB16/SMMLAR/SSAT in te_kernels_dsp.c itself; the constants are folded here the way
  * tinyedge/codegen/target.py folds them (requant_constants): bias + in_offset * sum(w), m2 = 2m - 2^32,
  * r = 2^s + (zp << (s + 1)), s1 = s + 1, and mode = corr | clamp << 1 | exact << 2, where exact channels
- * keep TFLM's own multiplier and shift: {bias, m2, 2^left, (zp - 256) * 32 + right}. Every mode of every
- * kernel runs. */
+ * keep TFLM's own multiplier and shift: {bias, m2, 2^left, (zp - 256) * 32 + right}. CONV_2D and
+ * DEPTHWISE_CONV_2D take those as te_rq (k = 2 zp + 1 for r, left for 2^left), FULLY_CONNECTED as te_rq_fc.
+ * Every mode of every kernel runs. */
 #include <string.h>
 
 #include "te_kernels.h"
@@ -13,7 +14,7 @@
 
 typedef void (*conv_fn)(const te_dsp_conv_params *, const int8_t *, const int8_t *, const te_rq *, int8_t *, int8_t *);
 typedef void (*dw_fn)(const te_dsp_conv_params *, const int8_t *, const int16_t *, const te_rq *, int8_t *, int8_t *);
-typedef void (*fc_fn)(const te_dsp_fc_params *, const int8_t *, const int8_t *, const te_rq *, int8_t *);
+typedef void (*fc_fn)(const te_dsp_fc_params *, const int8_t *, const int8_t *, const te_rq_fc *, int8_t *);
 
 static const conv_fn conv_modes[8] = {te_conv2d_s8_dsp_m0, te_conv2d_s8_dsp_m1, te_conv2d_s8_dsp_m2,
                                       te_conv2d_s8_dsp_m3, te_conv2d_s8_dsp_m4, te_conv2d_s8_dsp_m5,
@@ -29,7 +30,8 @@ static const fc_fn fc_modes[8] = {te_fc_s8_dsp_m0, te_fc_s8_dsp_m1, te_fc_s8_dsp
 
 #define MAXC 48
 static int32_t bias[MAXC], mult[MAXC], shift[MAXC], wsum[MAXC];
-static te_rq rq[MAXC];
+static te_rq rq[MAXC];       /* CONV_2D and DEPTHWISE_CONV_2D rows */
+static te_rq_fc rq_fc[MAXC]; /* FULLY_CONNECTED rows: the same channels with r kept whole */
 static int8_t in[2 * 10 * 10 * 32], filter[MAXC * 3 * 3 * 32], wpad[MAXC * 3 * 3 * 32 + 4];
 static int16_t wdw[5 * 5 * MAXC];
 static int8_t got[2 * 10 * 10 * MAXC], want[2 * 10 * 10 * MAXC];
@@ -46,11 +48,15 @@ static void pick_range(int mode, int32_t *zp, int32_t *amin, int32_t *amax) {
 /* With TE_MODE_EXACT every third channel takes the exact row; the others stay fast. */
 static int is_exact(int c, int mode) { return (mode & TE_MODE_EXACT) && c % 3 == 1; }
 
-/* target.py's exact row for TFLM's multiplier and shift (left shift `left` already in the accumulator). */
-static te_rq exact_row(int32_t b, int32_t m, int32_t s, int32_t zp, int left) {
+/* target.py's exact row for TFLM's multiplier and shift (left shift `left` already in the accumulator):
+ * compact (left itself) and FULLY_CONNECTED (2^left, 0 for a zero multiplier). */
+static void exact_row(int c, int32_t b, int32_t m, int32_t s, int32_t zp, int left) {
     const int l = s - left > 0 ? s - left : 0, right = s > 0 ? 0 : -s;
-    const te_rq q = {b, (int32_t)((uint32_t)m * 2u), m ? (int32_t)(1u << l) : 0, (zp - 256) * 32 + right};
-    return q;
+    const int32_t m2 = (int32_t)((uint32_t)m * 2u), s1 = (zp - 256) * 32 + right;
+    const te_rq q = {b, m2, (int16_t)l, (int16_t)s1};
+    const te_rq_fc w = {b, m2, m ? (int32_t)(1u << l) : 0, s1};
+    rq[c] = q;
+    rq_fc[c] = w;
 }
 
 /* Random per-channel multipliers in [2^30, 2^31) and right shifts, then the DSP rows from folded biases. */
@@ -58,13 +64,15 @@ static void make_rq(int n, const int32_t *folded, int32_t zp, int mode) {
     for (int c = 0; c < n; ++c) {
         const int s = -shift[c];
         if (is_exact(c, mode)) {
-            rq[c] = exact_row(folded[c], mult[c], shift[c], zp, 0);
+            exact_row(c, folded[c], mult[c], shift[c], zp, 0);
             continue;
         }
-        rq[c].bias = folded[c];
-        rq[c].m2 = (int32_t)((uint32_t)mult[c] * 2u);
-        rq[c].r = (int32_t)((1u << s) + (uint32_t)zp * (1u << (s + 1)));
-        rq[c].s1 = s + 1;
+        rq[c].bias = rq_fc[c].bias = folded[c];
+        rq[c].m2 = rq_fc[c].m2 = (int32_t)((uint32_t)mult[c] * 2u);
+        rq[c].k = (int16_t)(2 * zp + 1);
+        rq[c].s1 = (int16_t)(s + 1);
+        rq_fc[c].r = (int32_t)((1u << s) + (uint32_t)zp * (1u << (s + 1)));
+        rq_fc[c].s1 = s + 1;
     }
 }
 
@@ -209,7 +217,7 @@ static void test_fc(int mode, int batches, int depth, int nout) {
     make_rq(nout, folded, p.out_offset, mode);
     te_dsp_fc_params d = {batches, depth, nout, kpad, 0, mode, p.act_min, p.act_max};
     te_fc_s8(&p, in, filter, bias, mult, shift, wsum, want);
-    fc_modes[mode](&d, in, wpad, rq, got);
+    fc_modes[mode](&d, in, wpad, rq_fc, got);
     TE_CHECK_S8(got, want, batches * nout);
 }
 
@@ -224,10 +232,11 @@ static void test_requant_exact(void) {
         const int32_t amin = te_rand_range(-128, 127), amax = te_rand_range(amin, 127);
         const int64_t v = (int64_t)ref_requant(acc, mult, shift) + zp;
         if (v > INT32_MAX || v < INT32_MIN) continue;  /* TFLM's int32 addition would overflow */
-        const te_rq q = exact_row(0, mult, shift, zp, 0);
+        exact_row(0, 0, mult, shift, zp, 0);
         const int8_t want = ref_clamp((int32_t)v, amin, amax);
-        TE_CHECK_EQ(te_requant(acc, &q, i & 3, TE_MODE_EXACT, amin, amax), want);
-        TE_CHECK_EQ(te_requant(acc, &q, 0, TE_MODE_EXACT | TE_MODE_CORR | TE_MODE_CLAMP, amin, amax), want);
+        TE_CHECK_EQ(te_requant(acc, &rq[0], i & 3, TE_MODE_EXACT, amin, amax), want);
+        TE_CHECK_EQ(te_requant(acc, &rq[0], 0, TE_MODE_EXACT | TE_MODE_CORR | TE_MODE_CLAMP, amin, amax), want);
+        TE_CHECK_EQ(te_requant_fc(acc, &rq_fc[0], i & 3, TE_MODE_EXACT, amin, amax), want);
     }
 }
 
@@ -249,11 +258,9 @@ static void test_dw3_lsh(int mode) {
         }
         rq[ch].bias = bias[ch];
         rq[ch].m2 = (int32_t)((uint32_t)mult[ch] * 2u);
-        rq[ch].r = 1 + p.out_offset * 2;
+        rq[ch].k = (int16_t)(1 + p.out_offset * 2);
         rq[ch].s1 = 1;
-        if (is_exact(ch, mode)) {
-            rq[ch] = exact_row(bias[ch], mult[ch], shift[ch], p.out_offset, 1);
-        }
+        if (is_exact(ch, mode)) exact_row(ch, bias[ch], mult[ch], shift[ch], p.out_offset, 1);
     }
     te_dsp_conv_params d = dsp_geometry(&p, mode);
     d.lsh = 1;
