@@ -23,16 +23,17 @@ DSP_BOARD = "qemu-mps2-an386"
 # ------------------------------------------------------------------------------------------ the harness
 @pytest.mark.slow
 def test_fuzz_shared_models_refused_or_bit_exact():
-    """2,000 seeded mutants (1,000 of each shared model) through inspect and generate: every one is refused
+    """1,000 seeded mutants (500 of each shared model) through inspect and generate: every one is refused
     with a TinyedgeError or accepted, none raises anything else, kills the process or hangs; a sample of the
-    accepted ones, compiled for the host, gives TFLM's outputs bit for bit."""
+    accepted ones, compiled for the host, gives TFLM's outputs bit for bit. (Longer runs: ``python -m
+    benchmarks --fuzz N``.)"""
     models = [("kws", shared_model("kws_ref_model.tflite")), ("ad", shared_model("ad01_int8.tflite"))]
-    report = run_fuzz(models, 1000, seed=11, check_limit=6)
-    assert len(report.outcomes) == 2000
+    report = run_fuzz(models, 500, seed=11, check_limit=6)
+    assert len(report.outcomes) == 1000
     assert not report.bad, report.summary()
     assert not report.mismatches, report.summary()
     counts = report.counts()
-    assert counts["refused"] > 500 and counts["accepted"] > 300, report.summary()  # both paths exercised
+    assert counts["refused"] > 250 and counts["accepted"] > 150, report.summary()  # both paths exercised
     assert report.check_counts().get("exact", 0) >= 6, report.summary()
 
 

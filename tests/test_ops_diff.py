@@ -426,6 +426,7 @@ def test_harness_catches_one_lsb_errors_in_new_kernels(monkeypatch):
             check(model, desc, seed=seed, mutate=mutate)
         except pytest.fail.Exception:
             caught += 1
+            break  # one catch is the proof
     assert caught > 0, "an ADD rounding error went unnoticed by the differential harness"
 
 
