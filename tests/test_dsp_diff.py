@@ -335,16 +335,17 @@ def test_px_conv_kernels_in_qemu_match_tflm(tmp_path, pio_core, monkeypatch):
 
 # ----------------------------------- flash: kernel code shared across a model's layers (model_candidates)
 
-def tcn_conv_chain(dead: bool = False) -> tuple[bytes, str]:
+def tcn_conv_chain(dead: bool = False, width: int = 16) -> tuple[bytes, str]:
     """SWW's CONV_2D shapes on one signal: 1x1 over 28, 24 and 15 time steps, the k x 1 convs between
     shrinking it; the per-layer heuristic would take three different pixel-block sizes."""
     rng = np.random.default_rng(29)
     b = ModelBuilder()
-    shape, in_s = (1, 28, 1, 16), 0.05
+    shape, in_s = (1, 28, 1, width), 0.05
     ti = t = b.tensor(shape, scale=in_s, zero_point=-3)
-    for oc, k, act in ((24, 1, "RELU"), (16, 5, "NONE"), (24, 1, "RELU"), (16, 10, "NONE"), (24, 1, "NONE")):
+    w = width
+    for oc, k, act in ((w + 8, 1, "RELU"), (w, 5, "NONE"), (w + 8, 1, "RELU"), (w, 10, "NONE"), (w + 8, 1, "NONE")):
         t, shape, in_s = _conv_layer(b, rng, t, shape, in_s, oc, (k, 1), (1, 1), 1, "VALID", act, dead)
-    return b.build([ti], [t]), f"tcn conv chain dead={dead}"
+    return b.build([ti], [t]), f"tcn conv chain dead={dead} width={width}"
 
 
 def fc_chain(widths: tuple[int, ...], acts: tuple[str, ...]) -> bytes:
@@ -389,14 +390,32 @@ def test_a_model_links_one_pixel_block_size_the_cheapest_in_all():
 
 
 @pytest.mark.unit
+def test_a_second_pixel_block_size_only_where_it_pays_for_its_code():
+    """The same chain 128 channels wide: the second size saves more than PX_SIZE_BYTES x FLASH_INSTR_PER_BYTE
+    estimated instructions, so it is linked, and every layer runs the cheaper of the two."""
+    board = get_board(BOARD)
+    program = build_program(read_model_bytes(tcn_conv_chain(width=128)[0], name="wide"))
+    found = target.model_candidates(program, board)
+    chosen = [int(next(iter(f)).removeprefix("dsp-px")) for f in found]
+    linked = sorted(set(chosen))
+    assert len(linked) == 2, chosen
+    est = [{m: target._px_estimate(f[f"dsp-px{m}"].params, m) for m in (4, 5, 6)} for f in found]
+    assert all(e[n] == min(e[m] for m in linked) for e, n in zip(est, chosen))
+    one = min((4, 5, 6), key=lambda m: sum(e[m] for e in est))
+    assert sum(e[one] for e in est) - sum(e[n] for e, n in zip(est, chosen)) >= (
+        target.PX_SIZE_BYTES * target.FLASH_INSTR_PER_BYTE)
+    assert f"sizes linked: {', '.join(map(str, linked))}" in next(iter(found[0].values())).why
+
+
+@pytest.mark.unit
 def test_four_row_fc_only_where_the_model_gives_it_enough_macs():
     board = get_board(BOARD)
     small = build_program(read_model_bytes(fc_chain((32, 64, 40), ("RELU", "NONE")), name="s"))  # 4,608 MACs
     assert [next(iter(candidates(s, board))) for s in small.steps] == ["dsp-fc4x", "dsp-fc4x"]
     found = target.model_candidates(small, board)
     assert [next(iter(f)) for f in found] == ["dsp", "dsp"]
-    assert "fewer than 16,384" in next(iter(found[0].values())).why
-    big = build_program(read_model_bytes(fc_chain((32, 160, 128), ("RELU", "NONE")), name="b"))  # 25,600 MACs
+    assert f"fewer than {target.FC4_MIN_MACS:,}" in next(iter(found[0].values())).why
+    big = build_program(read_model_bytes(fc_chain((64, 256, 128), ("RELU", "NONE")), name="b"))  # 49,152 MACs
     assert [next(iter(f)) for f in target.model_candidates(big, board)] == ["dsp-fc4x", "dsp-fc4x"]
 
 

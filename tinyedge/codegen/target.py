@@ -244,11 +244,16 @@ def specialize(program: Program, board: Board | None = None, choices: dict[int, 
 # firmware: te_conv2d_s8_dsp_pxN 1.4-1.6 KB each, the four-row FULLY_CONNECTED code with its helpers
 # 2.0 KB, an entry point of te_fc_s8 0.5 KB). The heuristic weighs that against the instructions saved.
 
-#: Four-row FULLY_CONNECTED (te_fc4 / te_fc4x, about 2 KB of code with their helpers) is the heuristic's
-#: choice only when the model's layers that would run it have at least this many MACs together; below, the
-#: two-row te_fc. Measured on SWW's last 1x1 conv (64 x 64 on a 1x1 image, 4,096 MACs, te-profile):
-#: 4,920 instructions on te_fc4x against 8,960 on te_fc: 4,040 instructions for 2,038 bytes of code.
-FC4_MIN_MACS = 16384
+#: The heuristic's exchange rate of flash for speed: it links more kernel code only where the instructions
+#: saved (its estimate) are at least this many per byte of that code.
+FLASH_INSTR_PER_BYTE = 16
+#: A te_conv2d_s8_dsp_pxN entry point (1.4-1.6 KB in the SWW and VWW firmwares).
+PX_SIZE_BYTES = 1536
+#: Four-row FULLY_CONNECTED (te_fc4 / te_fc4x with their helpers: 2,038 B in the SWW firmware) saves about one
+#: instruction a MAC (SWW's last 1x1 conv, 64 x 64 on a 1x1 image, te-profile: 4,920 instructions on te_fc4x
+#: against 8,960 on te_fc), so it is the heuristic's choice where the model's layers on it have at least this
+#: many MACs together; below, the two-row te_fc.
+FC4_MIN_MACS = 2048 * FLASH_INSTR_PER_BYTE
 
 _FC4_VARIANTS = ("dsp-fc4x", "dsp-fc4", "fc-fc4x", "fc-fc4")
 #: Entry points that run another kernel's body (te_fc4_s8_dsp_mN calls te_fc4x_s8_dsp_mN without scratch):
@@ -261,9 +266,10 @@ def model_candidates(program: Program, board: Board | None) -> list[dict[str, St
     """Every step's :func:`candidates`, with the heuristic's first choice revised for the whole model so
     that layers share kernel code where the instructions saved would not pay for more flash:
 
-    * one pixel-block size for all pixel-blocked CONV_2D layers (``dsp-pxN``), the N with the fewest
-      estimated instructions over them (the sizes differ only in a layer's idle pixels of the last pass;
-      each size linked costs about 1.5 KB);
+    * pixel-block sizes for the pixel-blocked CONV_2D layers (``dsp-pxN``): first the N with the fewest
+      estimated instructions over all of them, then another only where it saves at least
+      ``PX_SIZE_BYTES * FLASH_INSTR_PER_BYTE`` estimated instructions (the sizes differ only in a layer's
+      idle pixels of the last pass), each layer on the cheapest size linked;
     * the two-row FULLY_CONNECTED kernel (``dsp`` / ``fc``) instead of the four-row ones when those would
       run fewer than :data:`FC4_MIN_MACS` MACs in the whole model.
 
@@ -274,14 +280,23 @@ def model_candidates(program: Program, board: Board | None) -> list[dict[str, St
     px = [i for i, name in enumerate(firsts) if name.startswith("dsp-px")]
     if len({firsts[i] for i in px}) > 1:
         sizes = [n for n, _, _ in _PX_COST]
-        totals = {n: sum(_px_estimate(found[i][f"dsp-px{n}"].params, n) for i in px) for n in sizes}
-        best = min(sizes, key=lambda n: (totals[n], n))
+        est = {i: {n: _px_estimate(found[i][f"dsp-px{n}"].params, n) for n in sizes} for i in px}
+        linked = [min(sizes, key=lambda n: (sum(est[i][n] for i in px), n))]
+        need = PX_SIZE_BYTES * FLASH_INSTR_PER_BYTE
+        while len(linked) < len(sizes):
+            now = {i: min(est[i][n] for n in linked) for i in px}
+            gain = {n: sum(max(0, now[i] - est[i][n]) for i in px) for n in sizes if n not in linked}
+            more = max(gain, key=lambda n: (gain[n], -n))
+            if gain[more] < need:
+                break
+            linked.append(more)
         for i in px:
-            name = f"dsp-px{best}"
-            est = _px_estimate(found[i][name].params, best)
-            found[i] = _promote(found[i], name, f"heuristic: {best} pixels a pass, about {est:,} instructions "
-                                                f"(one pixel-block size for the model, {totals[best]:,} "
-                                                f"instructions in all: each more size is about 1.5 KB of flash)")
+            n = min(linked, key=lambda m: (est[i][m], m))
+            sizes_linked = ", ".join(map(str, sorted(linked)))
+            found[i] = _promote(found[i], f"dsp-px{n}", f"heuristic: {n} pixels a pass, about {est[i][n]:,} "
+                                                        f"instructions (pixel-block sizes linked: {sizes_linked}; "
+                                                        f"another would save fewer than {need:,} instructions, "
+                                                        f"{FLASH_INSTR_PER_BYTE} a byte of its code)")
     fc4 = [i for i, name in enumerate(firsts) if name in _FC4_VARIANTS]
     macs = sum(_fc_macs(found[i][firsts[i]]) for i in fc4)
     if macs < FC4_MIN_MACS:
@@ -291,7 +306,8 @@ def model_candidates(program: Program, board: Board | None) -> list[dict[str, St
                 found[i] = _promote(found[i], plain, f"heuristic: two rows a pass: the model's four-row "
                                                      f"FULLY_CONNECTED candidates have {macs:,} MACs in all, "
                                                      f"fewer than {FC4_MIN_MACS:,}, too few to pay for te_fc4's "
-                                                     f"2 KB of code (it saves about one instruction a MAC)")
+                                                     f"2 KB of code ({FLASH_INSTR_PER_BYTE} instructions a "
+                                                     f"byte; it saves about one a MAC)")
     return found
 
 
