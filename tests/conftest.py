@@ -1,5 +1,9 @@
+import atexit
 import importlib.util
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,6 +30,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="a labgrid place holding the board (instead of --port)")
     group.addoption("--power-trace", default=None, metavar="CSV",
                     help="a power-monitor trace (tinyedge.score.energy format) of the board running the KWS firmware")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Caches shared by this run's xdist workers (and kept between runs in .pytest_cache), never the user's:
+    tinyedge's cache (host kernel objects, tune results) and PlatformIO's object cache (``build_cache_dir``),
+    so a runtime source compiled with the same flags for the next project is a copy, not a compile. Both are
+    keyed by content: a build is what it would be without them."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        root = Path(cache.mkdir("tinyedge-caches"))
+    else:  # -p no:cacheprovider: this process's own, removed at exit
+        root = Path(tempfile.mkdtemp(prefix="te-caches-"))
+        atexit.register(shutil.rmtree, root, True)
+    os.environ["TINYEDGE_CACHE_DIR"] = str(root / "tinyedge")
+    os.environ["PLATFORMIO_BUILD_CACHE_DIR"] = str(root / "pio-build")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -59,7 +59,7 @@ HEAVY = ("tensorflow", "tflite_micro", "matplotlib", "selenium", "absl", "SCons"
          "labgrid")
 #: POSIX-only standard modules: a module that must also import on Windows reaches them inside the function
 #: that uses them, guarded by ``ImportError``.
-PLATFORM_ONLY = ("termios", "tty")
+PLATFORM_ONLY = ("termios", "tty", "fcntl")
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,8 @@ def test_sww_builder_gives_the_ds_tcn_graph_with_dead_and_tiny_channels_and_sww_
                                                                                           "SOFTMAX"]
     assert sum((s.consts["shift"] <= -20).sum() for s in program.steps if "shift" in s.consts) >= 8  # tiny channels
     # Equality with TFLM on the host and in QEMU: `python -m benchmarks --models sww` checks both on every run.
+    again = models.build("sww", tmp_path / "again.tflite")  # one recipe (seeds, calibration) for every model
+    assert again.read_bytes() == path.read_bytes()  # seeded: the same bytes every build
 
     # sww-live: the same weights with every channel live (per-channel int8 weights depend on the weights only)
     live = build_program(load_model(models.build("sww-live", tmp_path / "sww-live.tflite")))
@@ -145,5 +147,3 @@ def test_ic_and_vww_builders_give_int8_models_with_dead_and_tiny_channels_that_m
             assert (s.consts["shift"] <= -20).sum() >= 2, f"{name}: {s.kernel} has no tiny channel"
         if name == "ic":  # the generated C on the host equals TFLM (the benchmark run checks both in QEMU)
             assert compare(path.read_bytes(), samples=2, describe=name) is None
-    again = models.build("ic", tmp_path / "again.tflite")
-    assert again.read_bytes() == (tmp_path / "ic.tflite").read_bytes()  # seeded: the same bytes every build

@@ -108,3 +108,53 @@ def test_runtime_compiles_for_cortex_m(cpu: str, tmp_path: Path) -> None:
     run([gcc, *CPUS[cpu], *ARM_FLAGS, "-I", RUNTIME, "-I", inc, *sources], cwd=tmp_path,
         what=f"{cpu} build of the runtime")
     assert sorted(p.name for p in tmp_path.glob("*.o")) == sorted(p.stem + ".o" for p in sources)
+
+
+# ------------------------------------------------------------------------------- the host object store
+def _compiles(caplog) -> int:
+    return sum(" -c " in r.getMessage() for r in caplog.records if r.name == "tinyedge.proc")
+
+
+@pytest.mark.unit
+def test_host_kernel_objects_compile_once_per_source_and_flags(tmp_path, monkeypatch, caplog):
+    """The host harness keeps compiled kernels in a store keyed by compiler, flags and the preprocessed
+    source: the same source again is a copy, a changed source (or a changed define) is compiled again."""
+    from tinyedge.codegen import host  # noqa: PLC0415
+
+    gcc = _gcc()
+    monkeypatch.setenv("TINYEDGE_CACHE_DIR", str(tmp_path / "cache"))
+    store = host._object_store()
+    assert store == tmp_path / "cache" / "host-objects"
+    work = tmp_path / "w"
+    shutil.copytree(RUNTIME, work / "src", ignore=shutil.ignore_patterns("tests", "*.j2"))
+    src = work / "src" / "te_kernels_shape.c"
+    flags = ("-std=c99", "-O1")
+    caplog.set_level("INFO", logger="tinyedge.proc")
+
+    host._compile_kernel(gcc, flags, src, work / "src", tmp_path / "a.o", store)
+    assert _compiles(caplog) == 1 and len(list(store.glob("*.o"))) == 1
+    host._compile_kernel(gcc, flags, src, work / "src", tmp_path / "b.o", store)  # same key: from the store
+    assert _compiles(caplog) == 1 and (tmp_path / "b.o").read_bytes() == (tmp_path / "a.o").read_bytes()
+    host._compile_kernel(gcc, (*flags, "-DTE_UNUSED_DEFINE=1"), src, work / "src", tmp_path / "c.o", store)
+    src.write_text(src.read_text() + "\nint te_unit_extra(void) { return 1; }\n")  # a mutated kernel
+    host._compile_kernel(gcc, flags, src, work / "src", tmp_path / "d.o", store)
+    assert _compiles(caplog) == 3 and len(list(store.glob("*.o"))) == 3
+    nm = run(["nm", tmp_path / "d.o"]).stdout
+    assert "te_unit_extra" in nm and "te_unit_extra" not in run(["nm", tmp_path / "a.o"]).stdout
+    assert not list(store.glob("*.tmp.o"))  # nothing half-written left behind
+
+
+@pytest.mark.unit
+def test_host_kernel_store_lock_has_a_deadline(tmp_path, monkeypatch, caplog):
+    """A lock another process never releases delays a compile by LOCK_WAIT_S at most, with a warning."""
+    import fcntl  # noqa: PLC0415
+
+    from tinyedge.codegen import host  # noqa: PLC0415
+
+    monkeypatch.setattr(host, "LOCK_WAIT_S", 0.3)
+    lock = tmp_path / "x.lock"
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with host._locked(lock):  # its own open file description: the lock is contended
+            pass
+    assert "still locked" in caplog.text
