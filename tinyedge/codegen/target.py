@@ -73,12 +73,15 @@ def _labelled(step: Step | None, name: str, why: str) -> dict[str, Step]:
     return {} if step is None else {name: dataclasses.replace(step, variant=name, why=why)}
 
 
+def _unmarked(found: dict[str, Step]) -> dict[str, Step]:
+    """``found`` without the heuristic's mark ("heuristic: ") on any variant's ``why``: another is its choice."""
+    return {k: dataclasses.replace(v, why=v.why.replace("heuristic: ", "")) for k, v in found.items()}
+
+
 def _lead_first(lead: dict[str, Step], rest: dict[str, Step]) -> dict[str, Step]:
     """``lead``'s variants before ``rest``'s (``rest`` as it is when ``lead`` is empty); after a lead, ``rest``
     no longer holds the heuristic's choice."""
-    if not lead:
-        return rest
-    return {**lead, **{k: dataclasses.replace(v, why=v.why.replace("heuristic: ", "")) for k, v in rest.items()}}
+    return {**lead, **_unmarked(rest)} if lead else rest
 
 
 def _conv_candidates(step: Step) -> dict[str, Step]:
@@ -290,9 +293,9 @@ def model_candidates(program: Program, board: Board | None) -> list[dict[str, St
             if gain[more] < need:
                 break
             linked.append(more)
+        sizes_linked = ", ".join(map(str, sorted(linked)))
         for i in px:
             n = min(linked, key=lambda m: (est[i][m], m))
-            sizes_linked = ", ".join(map(str, sorted(linked)))
             found[i] = _promote(found[i], f"dsp-px{n}", f"heuristic: {n} pixels a pass, about {est[i][n]:,} "
                                                         f"instructions (pixel-block sizes linked: {sizes_linked}; "
                                                         f"another would save fewer than {need:,} instructions, "
@@ -313,7 +316,8 @@ def model_candidates(program: Program, board: Board | None) -> list[dict[str, St
 
 def _promote(found: dict[str, Step], name: str, why: str) -> dict[str, Step]:
     """``found`` with ``name`` first, saying ``why``; the others no longer carry the heuristic's mark."""
-    rest = {k: dataclasses.replace(v, why=v.why.replace("heuristic: ", "")) for k, v in found.items() if k != name}
+    rest = _unmarked(found)
+    del rest[name]
     return {name: dataclasses.replace(found[name], why=why), **rest}
 
 
@@ -328,20 +332,18 @@ def share_modes(steps: list[Step]) -> list[Step]:
     (the rounding fix-up where the clamp swallows it, a clamp to the int8 range): a few instructions an
     output, against an entry point's whole body in flash. ``TE_MODE_EXACT`` is never added (it puts a test
     on every output row)."""
+    # (entry point's name without the mode, its mode, the body it runs with the EXACT bit), or None
+    parsed = [(m.group(1), int(m.group(2)), (_SAME_BODY.get(m.group(1), m.group(1)), int(m.group(2)) & 4))
+              if (m := _MODE_NAME.match(s.kernel)) and "mode" in s.params else None for s in steps]
     union: dict[tuple[str, int], int] = {}
-    for s in steps:
-        m = _MODE_NAME.match(s.kernel)
-        if m:
-            mode = int(m.group(2))
-            key = (_SAME_BODY.get(m.group(1), m.group(1)), mode & 4)
-            union[key] = union.get(key, 0) | mode
+    for entry in parsed:
+        if entry:
+            union[entry[2]] = union.get(entry[2], 0) | entry[1]
     out = []
-    for s in steps:
-        m = _MODE_NAME.match(s.kernel)
-        if m and "mode" in s.params:
-            mode = union[(_SAME_BODY.get(m.group(1), m.group(1)), int(m.group(2)) & 4)]
-            if mode != int(m.group(2)):
-                s = dataclasses.replace(s, kernel=f"{m.group(1)}_m{mode}", params={**s.params, "mode": mode})
+    for s, entry in zip(steps, parsed):
+        if entry and union[entry[2]] != entry[1]:
+            mode = union[entry[2]]
+            s = dataclasses.replace(s, kernel=f"{entry[0]}_m{mode}", params={**s.params, "mode": mode})
         out.append(s)
     return out
 
